@@ -1,0 +1,39 @@
+"""Zero-shot classifier weights: class names x templates -> normalised text features."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+
+from fedprompt_jax.models.clip import Clip, normalize
+from fedprompt_jax.models.tokenizer import Tokenizer
+
+DEFAULT_TEMPLATES = ("a photo of a {}.",)
+
+
+def render_prompts(class_names: Sequence[str], templates: Sequence[str]) -> list[str]:
+  """[C * len(templates)] texts, class-major: class c, template j at c * J + j."""
+  for t in templates:
+    if "{}" not in t:
+      raise ValueError(f"template {t!r} has no '{{}}' placeholder for the class name")
+  return [t.format(name) for name in class_names for t in templates]
+
+
+def class_text_features(model: Clip, params, tokenizer: Tokenizer, class_names: Sequence[str],
+                        templates: Sequence[str] = DEFAULT_TEMPLATES,
+                        batch_size: int = 256) -> jax.Array:
+  """CLIP's zero-shot head: mean over templates of normalised text embeddings, renormalised.
+
+  Returns:
+    [C, E] float32, unit rows; logits are exp(logit_scale) * normalize(image) @ this.T.
+  """
+  texts = render_prompts(class_names, templates)
+  ids, mask = tokenizer(texts)
+  encode = jax.jit(lambda p, i, m: model.encode_text(p, i, m).embeds)
+  chunks = []
+  for start in range(0, len(texts), batch_size):
+    chunks.append(encode(params, ids[start:start + batch_size], mask[start:start + batch_size]))
+  feats = normalize(jnp.concatenate(chunks)).reshape(len(class_names), len(templates), -1)
+  return normalize(feats.mean(axis=1))

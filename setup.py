@@ -1,0 +1,39 @@
+"""Installs fedprompt_jax: federated prompt tuning of CLIP in JAX/Flax."""
+
+import setuptools
+
+CORE = [
+    "jax>=0.10,<0.11",
+    "flax>=0.12,<0.13",
+    "optax>=0.2.8",
+    "orbax-checkpoint>=0.12",
+    "ml-collections>=1.0",
+    "numpy>=2.0",
+    "safetensors>=0.4",
+    "transformers>=5.0,<6",
+    "tokenizers>=0.21",
+    "huggingface-hub>=1.0",
+    "absl-py>=2.0",
+    "scikit-learn>=1.5",
+    "pillow>=10.0",
+]
+
+EXTRAS = {
+    # Reading prepared tfds data sets works without TensorFlow (ArrayRecord).
+    "tfds": ["tensorflow-datasets>=4.9.10", "array-record>=0.8"],
+    # torch is only for the parity fixtures and the live reference tests.
+    "torch": ["torch==2.13.0"],
+}
+EXTRAS["test"] = EXTRAS["tfds"] + ["pytest>=8.0", "pytest-xdist>=3.5", "chex>=0.1.90"]
+
+setuptools.setup(
+    name="fedprompt_jax",
+    version="0.1.0",
+    description="Federated (adversarial) prompt tuning of CLIP in JAX/Flax.",
+    python_requires=">=3.10",
+    packages=setuptools.find_packages(include=["fedprompt_jax", "fedprompt_jax.*"]),
+    package_data={"fedprompt_jax": ["assets/**/*"]},
+    include_package_data=True,
+    install_requires=CORE,
+    extras_require=EXTRAS,
+)
