@@ -1,0 +1,448 @@
+"""A deterministic, procedural multi-domain data set of coloured shapes.
+
+Each class is a (colour, shape) pair such as "red circle": 6 colours x 8 shapes
+= 48 classes. Within a class every example varies in size (the shape spans
+about 44-76% of the image side), position, rotation (+-35 degrees), fill
+(solid or outlined) and surface texture (plain, stripes, dots). Each example is
+drawn in one of four visual domains:
+
+  photo    smooth two-colour gradient background, soft shading and a drop
+           shadow on the shape.
+  sketch   paper background; the shape is a thin dark ink outline with a
+           coloured stroke just inside it, and coloured hatching when solid.
+  noisy    flat background, then strong Gaussian pixel noise.
+  pattern  busy striped or checkered background in two muted colours.
+
+Class colours are saturated and backgrounds are muted, so colour (and shape)
+stay recoverable in every domain while raw pixels differ a lot between them.
+
+Images are rendered with numpy from signed distance functions evaluated at the
+pixel centres; edges are anti-aliased analytically (coverage = clip(0.5 - d, 0,
+1) with d the signed distance in pixels), which matches supersampling without
+its cost. Every (split, domain, class) block draws from its own random stream
+`np.random.default_rng([seed, split, domain, class])`, so the same seed gives
+identical bytes, train and test never share a stream, and selecting a subset of
+classes or domains leaves the images of the others unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from fedprompt_jax.data import source
+
+SHAPES: tuple[str, ...] = (
+    "circle", "square", "triangle", "star", "cross", "heart", "diamond", "crescent")
+COLOURS: dict[str, tuple[int, int, int]] = {
+    "red": (220, 35, 35),
+    "green": (35, 165, 60),
+    "blue": (35, 90, 220),
+    "yellow": (245, 205, 30),
+    "purple": (140, 55, 180),
+    "orange": (245, 130, 25),
+}
+DOMAINS: tuple[str, ...] = ("photo", "sketch", "noisy", "pattern")
+CLASS_NAMES: tuple[str, ...] = tuple(f"{c} {s}" for s in SHAPES for c in COLOURS)
+
+_SHAPE_FACTS: dict[str, tuple[str, ...]] = {
+    "circle": ("is round", "has no corners", "has one smooth curved edge",
+               "looks like a coin", "is shaped like a full moon"),
+    "square": ("has four equal sides", "has four right-angled corners",
+               "has straight edges", "is as wide as it is tall",
+               "looks like a tile on a chessboard"),
+    "triangle": ("has three corners", "has three straight sides",
+                 "has a pointed top", "has a flat bottom edge",
+                 "looks like a warning road sign"),
+    "star": ("has five points", "has ten corners", "is spiky",
+             "looks like a starfish", "looks like a sheriff's badge"),
+    "cross": ("has four equal arms", "looks like a plus sign",
+              "has twelve corners", "is made of two crossing bars",
+              "looks like the sign on a first aid kit"),
+    "heart": ("has two rounded lobes on top", "has a point at the bottom",
+              "has a dip in the middle of its top", "is a symbol of love",
+              "looks like a valentine card"),
+    "diamond": ("has four corners", "is taller than it is wide",
+                "has a sharp corner at the top and at the bottom",
+                "is shaped like a rhombus",
+                "looks like the diamonds suit on a playing card"),
+    "crescent": ("is curved", "has two sharp tips",
+                 "is shaped like the letter c", "looks like a thin moon",
+                 "is a round shape with a bite taken out of its side"),
+}
+_COLOUR_FACTS: dict[str, tuple[str, ...]] = {
+    "red": ("is the colour of a ripe tomato", "is the colour of blood",
+            "is painted like a fire truck", "is the colour of a stop sign",
+            "has a warm, strong colour"),
+    "green": ("is the colour of fresh grass", "is the colour of summer leaves",
+              "is the colour of a lime", "is the colour of an emerald",
+              "is the colour of a frog"),
+    "blue": ("is the colour of a clear sky", "is the colour of the deep sea",
+             "is the colour of a sapphire", "has a cool, calm colour",
+             "is the colour of blue jeans"),
+    "yellow": ("is the colour of the sun", "is the colour of a lemon",
+               "is the colour of a school bus", "is the colour of egg yolk",
+               "is the colour of sunflower petals"),
+    "purple": ("is the colour of lavender", "is the colour of grapes",
+               "has a colour mixed from red and blue",
+               "is the colour of an amethyst", "is the colour of an aubergine"),
+    "orange": ("is the colour of a carrot", "is the colour of a pumpkin",
+               "has a colour mixed from red and yellow",
+               "is the colour of a traffic cone", "is the colour of autumn leaves"),
+}
+
+# Nuisance ranges, in units of the image side unless noted.
+_RADIUS = (0.22, 0.38)  # shape circumradius; the shape spans ~2 radii
+_MAX_ROTATION = np.deg2rad(35.0)  # small enough that square != diamond
+_TEXTURES = ("plain", "stripes", "dots")
+_PAPER = np.array([243.0, 238.0, 225.0], np.float32)
+_INK = np.array([35.0, 35.0, 40.0], np.float32)
+_MAX_PIXELS_PER_CHUNK = 1 << 21  # bounds memory at large image sizes
+
+
+def attribute_sentences(class_name: str) -> tuple[str, ...]:
+  """Returns 10 sentences describing `class_name` ("<colour> <shape>")."""
+  colour, shape = class_name.split(" ")
+  article = "an" if class_name[0] in "aeiou" else "a"
+  facts = _SHAPE_FACTS[shape] + _COLOUR_FACTS[colour]
+  return tuple(f"a photo of {article} {class_name}, which {fact}." for fact in facts)
+
+
+def make_shapes(
+    num_train_per_class_domain: int,
+    num_test_per_class_domain: int,
+    image_size: int = 32,
+    seed: int = 0,
+    domains: Sequence[str] = DOMAINS,
+    classes: Sequence[str] | None = None,
+) -> source.DataSource:
+  """Renders the shapes data set.
+
+  Args:
+    num_train_per_class_domain: training examples per (class, domain) pair.
+    num_test_per_class_domain: test examples per (class, domain) pair.
+    image_size: side S of the square images.
+    seed: non-negative integer seed; equal seeds give identical bytes.
+    domains: names from `DOMAINS`; domain index i means domains[i].
+    classes: names from `CLASS_NAMES` (default all 48); label i means
+      classes[i].
+
+  Returns:
+    A DataSource whose splits hold [N, S, S, 3] uint8 images, with N =
+    num_per_class_domain * len(classes) * len(domains), in a seeded random order.
+  """
+  classes = CLASS_NAMES if classes is None else tuple(classes)
+  domains = tuple(domains)
+  for name, valid, what in ((classes, CLASS_NAMES, "class"), (domains, DOMAINS, "domain")):
+    unknown = [n for n in name if n not in valid]
+    if unknown:
+      raise ValueError(f"unknown shapes {what} names {unknown}; valid: {', '.join(valid)}")
+  if image_size < 8:
+    raise ValueError(f"image_size must be >= 8, got {image_size}")
+  if seed < 0:
+    raise ValueError(f"seed must be non-negative, got {seed}")
+  splits = [
+      _make_split(n, split_id, image_size, seed, domains, classes)
+      for split_id, n in enumerate((num_train_per_class_domain, num_test_per_class_domain))
+  ]
+  return source.DataSource(
+      name="shapes",
+      class_names=classes,
+      train=splits[0],
+      test=splits[1],
+      domain_names=domains,
+      attributes={c: attribute_sentences(c) for c in classes},
+  )
+
+
+def _make_split(
+    num_per_block: int, split_id: int, size: int, seed: int,
+    domains: tuple[str, ...], classes: tuple[str, ...],
+) -> source.Split:
+  if num_per_block < 0:
+    raise ValueError(f"examples per class and domain must be >= 0, got {num_per_block}")
+  images, labels, domain_ids = [], [], []
+  for d, domain in enumerate(domains):
+    for c, class_name in enumerate(classes):
+      rng = np.random.default_rng(
+          [seed, split_id, DOMAINS.index(domain), CLASS_NAMES.index(class_name)])
+      colour, shape = class_name.split(" ")
+      images.append(_render_block(rng, shape, colour, domain, num_per_block, size))
+      labels.append(np.full(num_per_block, c, np.int32))
+      domain_ids.append(np.full(num_per_block, d, np.int32))
+  order = np.random.default_rng([seed, split_id]).permutation(sum(map(len, labels)))
+  return source.Split(
+      images=np.concatenate(images)[order],
+      labels=np.concatenate(labels)[order],
+      domains=np.concatenate(domain_ids)[order],
+  )
+
+
+def _render_block(
+    rng: np.random.Generator, shape: str, colour: str, domain: str, n: int, size: int,
+) -> np.ndarray:
+  """Renders n examples of one class in one domain: [n, size, size, 3] uint8."""
+  # Per-example nuisances first, then per-pixel noise chunk by chunk (the chunk
+  # size depends only on `size`, so the bytes stay a function of the inputs).
+  radius = rng.uniform(*_RADIUS, n).astype(np.float32)
+  centre = radius[:, None] + 0.02 + rng.uniform(0, 1, (n, 2)).astype(np.float32) * (
+      1 - 2 * radius[:, None] - 0.04)
+  angle = rng.uniform(-_MAX_ROTATION, _MAX_ROTATION, n).astype(np.float32)
+  solid = rng.uniform(size=n) < 0.5
+  texture = rng.integers(0, len(_TEXTURES), n)
+  rgb = np.array(COLOURS[colour], np.float32) * rng.uniform(0.85, 1.1, (n, 1))
+  rgb = (rgb + rng.normal(0, 8, (n, 3))).astype(np.float32)
+  style = _draw_domain_style(rng, domain, n)
+  out = np.empty((n, size, size, 3), np.uint8)
+  chunk = max(1, _MAX_PIXELS_PER_CHUNK // (size * size))
+  for lo in range(0, n, chunk):
+    sl = slice(lo, lo + chunk)
+    geom = _Geometry(shape, size, centre[sl], radius[sl], angle[sl])
+    sub_style = {k: v[sl] for k, v in style.items()}
+    image = _DOMAIN_RENDERERS[domain](
+        rng, geom, rgb[sl], solid[sl], texture[sl], sub_style)
+    out[sl] = np.clip(np.rint(image), 0, 255).astype(np.uint8)
+  return out
+
+
+def _draw_domain_style(rng: np.random.Generator, domain: str, n: int) -> dict[str, np.ndarray]:
+  """Draws the per-example background parameters of a domain."""
+  if domain == "photo":
+    return {
+        "c1": _muted(rng, n, (0.05, 0.35), (0.35, 0.9)),
+        "c2": _muted(rng, n, (0.05, 0.35), (0.35, 0.9)),
+        "direction": rng.uniform(0, 2 * np.pi, n).astype(np.float32),
+        "light": rng.uniform(np.pi / 2, np.pi, n).astype(np.float32),
+    }
+  if domain == "sketch":
+    return {"tint": rng.normal(0, 5, (n, 3)).astype(np.float32)}
+  if domain == "noisy":
+    return {
+        "bg": _muted(rng, n, (0.0, 0.3), (0.3, 0.8)),
+        "sigma": rng.uniform(30, 50, n).astype(np.float32),
+    }
+  return {  # pattern
+      "c1": _muted(rng, n, (0.2, 0.5), (0.45, 0.95)),
+      "c2": _muted(rng, n, (0.2, 0.5), (0.45, 0.95)),
+      "checker": rng.uniform(size=n) < 0.5,
+      "period": rng.uniform(0.06, 0.16, n).astype(np.float32),
+      "direction": rng.uniform(0, np.pi, n).astype(np.float32),
+  }
+
+
+def _muted(rng: np.random.Generator, n: int, sat: tuple[float, float],
+           val: tuple[float, float]) -> np.ndarray:
+  """Random colours of low saturation: [n, 3] float32 in [0, 255]."""
+  h = rng.uniform(0, 1, n)
+  s = rng.uniform(*sat, n)
+  v = rng.uniform(*val, n)
+  k = (np.array([5.0, 3.0, 1.0]) + h[:, None] * 6) % 6
+  rgb = v[:, None] - v[:, None] * s[:, None] * np.clip(np.minimum(k, 4 - k), 0, 1)
+  return (255 * rgb).astype(np.float32)
+
+
+class _Geometry:
+  """Pixel grids of n images holding one shape each, with its signed distance.
+
+  Attributes:
+    pixel_x, pixel_y: [1, 1, S] and [1, S, 1] pixel-centre coordinates, in
+      pixels (x to the right, y down).
+    local_x, local_y: [n, S, S] coordinates in the shape frame (rotated,
+      divided by the radius, y pointing up); the shape fits the unit disk.
+    distance_px: [n, S, S] signed distance to the shape edge in pixels,
+      negative inside.
+    radius_px: [n] shape radius in pixels.
+  """
+
+  def __init__(self, shape: str, size: int, centre: np.ndarray, radius: np.ndarray,
+               angle: np.ndarray):
+    self._args = (shape, size, centre, radius, angle)
+    grid = (np.arange(size, dtype=np.float32) + 0.5) / size
+    self.norm_x, self.norm_y = grid[None, None, :], grid[None, :, None]
+    self.pixel_x, self.pixel_y = self.norm_x * size, self.norm_y * size
+    u = self.norm_x - centre[:, 0, None, None]
+    v = centre[:, 1, None, None] - self.norm_y  # up is positive
+    cos, sin = np.cos(angle)[:, None, None], np.sin(angle)[:, None, None]
+    r = radius[:, None, None]
+    self.local_x = (cos * u + sin * v) / r
+    self.local_y = (cos * v - sin * u) / r
+    self.radius_px = radius * size
+    self.distance_px = shape_distance(shape, self.local_x, self.local_y) * (r * size)
+
+  def project(self, direction: np.ndarray) -> np.ndarray:
+    """[n, S, S] image coordinate along per-image `direction` [n] (radians)."""
+    d = direction[:, None, None]
+    return (self.norm_x - 0.5) * np.cos(d) + (self.norm_y - 0.5) * np.sin(d)
+
+  def shifted(self, dx: float, dy: float) -> _Geometry:
+    """The same shapes moved by (dx, dy) image sides (y pointing down)."""
+    shape, size, centre, radius, angle = self._args
+    return _Geometry(shape, size, centre + np.float32([dx, dy]), radius, angle)
+
+
+def shape_distance(shape: str, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+  """Signed distance to `shape` in its unit frame (negative inside).
+
+  Args:
+    shape: a name from SHAPES.
+    x, y: broadcastable arrays of coordinates, y pointing up.
+
+  Returns:
+    The distance, broadcast shape of x and y; exact outside each shape.
+  """
+  if shape == "circle":
+    return np.hypot(x, y) - 0.95
+  if shape == "square":
+    return _box(x, y, 0.75, 0.75)
+  if shape == "cross":
+    return np.minimum(_box(x, y, 0.95, 0.3), _box(x, y, 0.3, 0.95))
+  if shape == "crescent":
+    return np.maximum(np.hypot(x, y) - 0.95, 0.78 - np.hypot(x - 0.4, y - 0.2))
+  if shape == "heart":
+    scale = 1.65  # the unit heart below is 1.2 wide and 1.1 tall
+    return _heart(x / scale, y / scale + 0.55) * scale
+  return _polygon(x, y, _POLYGONS[shape])
+
+
+def _regular(count: int, radii: Sequence[float]) -> np.ndarray:
+  """Vertices of a star/regular polygon, first vertex at the top."""
+  angles = np.pi / 2 + 2 * np.pi * np.arange(count * len(radii)) / (count * len(radii))
+  r = np.resize(np.asarray(radii, np.float32), angles.shape)
+  return np.stack([r * np.cos(angles), r * np.sin(angles)], -1).astype(np.float32)
+
+
+_POLYGONS = {
+    "triangle": _regular(3, [1.0]),
+    "star": _regular(5, [1.0, 0.45]),
+    "diamond": np.float32([[0, 1], [-0.62, 0], [0, -1], [0.62, 0]]),
+}
+
+
+def _box(x, y, half_w, half_h):
+  qx, qy = np.abs(x) - half_w, np.abs(y) - half_h
+  outside = np.hypot(np.maximum(qx, 0), np.maximum(qy, 0))
+  return outside + np.minimum(np.maximum(qx, qy), 0)
+
+
+def _heart(x, y):
+  """Signed distance to a heart with its tip at the origin (after I. Quilez)."""
+  x = np.abs(x)
+  lobe = np.hypot(x - 0.25, y - 0.75) - np.sqrt(2) / 4
+  t = 0.5 * np.maximum(x + y, 0)
+  body = np.sqrt(np.minimum(x * x + (y - 1) ** 2, (x - t) ** 2 + (y - t) ** 2))
+  return np.where(x + y > 1, lobe, body * np.sign(x - y))
+
+
+def _polygon(x, y, vertices):
+  """Signed distance to a simple polygon (after I. Quilez), vectorised."""
+  x, y = np.broadcast_arrays(x, y)
+  dist2 = np.full(x.shape, np.inf, np.float32)
+  inside = np.zeros(x.shape, bool)
+  for (ax, ay), (bx, by) in zip(vertices, np.roll(vertices, -1, axis=0)):
+    ex, ey, wx, wy = bx - ax, by - ay, x - ax, y - ay
+    t = np.clip((wx * ex + wy * ey) / (ex * ex + ey * ey), 0, 1)
+    dist2 = np.minimum(dist2, (wx - ex * t) ** 2 + (wy - ey * t) ** 2)
+    crosses = (y >= ay) != (y >= by)
+    inside ^= crosses & ((ex * wy > ey * wx) == (by > ay))
+  return np.sqrt(dist2) * np.where(inside, -1, 1)
+
+
+def _coverage(d: np.ndarray) -> np.ndarray:
+  """Fraction of a pixel covered by the region {d < 0}; d in pixels."""
+  return np.clip(0.5 - d, 0.0, 1.0)
+
+
+def _shape_alpha(geom: _Geometry, solid: np.ndarray, blur: float = 1.0) -> np.ndarray:
+  """[n, S, S] opacity of the shape: the whole interior, or an inner band.
+
+  `blur` > 1 widens the anti-aliased edge to about `blur` pixels.
+  """
+  d = geom.distance_px
+  width = np.maximum(2.0, 0.12 * geom.radius_px)[:, None, None]
+  band = _coverage((np.abs(d + width / 2) - width / 2) / blur)
+  return np.where(solid[:, None, None], _coverage(d / blur), band)
+
+
+def _surface(geom: _Geometry, rgb: np.ndarray, texture: np.ndarray) -> np.ndarray:
+  """[n, S, S, 3] colour of the shape surface with its texture applied."""
+  x, y = geom.local_x, geom.local_y
+  stripes = 1 - 0.3 * (0.5 + 0.5 * np.sin(2 * np.pi * 1.2 * (x + y)))
+  dots = 1 - 0.35 * np.clip(3 * (np.cos(2.5 * np.pi * x) * np.cos(2.5 * np.pi * y) - 0.3), 0, 1)
+  factor = np.select([texture[:, None, None] == 1, texture[:, None, None] == 2],
+                     [stripes, dots], 1.0)
+  return rgb[:, None, None, :] * factor[..., None]
+
+
+def _over(dst: np.ndarray, colour: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+  """Paints `colour` ([n,S,S,3] or [n,3]) over `dst` with [n,S,S] `alpha`."""
+  if colour.ndim == 2:
+    colour = colour[:, None, None, :]
+  a = alpha[..., None]
+  return dst * (1 - a) + colour * a
+
+
+# Domain renderers: (rng, geometry of n images, [n, 3] class colours, [n] solid
+# flags, [n] texture ids, style from _draw_domain_style) -> [n, S, S, 3] float
+# image in about [0, 255].
+
+
+def _render_photo(rng, geom, rgb, solid, texture, style):
+  del rng  # the photo domain has no pixel noise
+  t = np.clip(0.5 + geom.project(style["direction"]), 0, 1)[..., None]
+  image = style["c1"][:, None, None] * (1 - t) + style["c2"][:, None, None] * t
+  shadow_alpha = 0.35 * _shape_alpha(geom.shifted(0.03, 0.04), solid, blur=2.5)
+  image = _over(image, np.zeros_like(rgb), shadow_alpha)
+  light = style["light"][:, None, None]
+  shading = 1 + 0.25 * np.clip(
+      geom.local_x * np.cos(light) + geom.local_y * np.sin(light), -1.2, 1.2)
+  surface = _surface(geom, rgb, texture) * shading[..., None]
+  return _over(image, surface, _shape_alpha(geom, solid))
+
+
+def _render_sketch(rng, geom, rgb, solid, texture, style):
+  del texture  # a sketch shows outlines and hatching, not surface texture
+  n, s = geom.distance_px.shape[:2]
+  paper = _PAPER + style["tint"]
+  grain = rng.normal(0, 4, (n, s, s, 1)).astype(np.float32)
+  image = paper[:, None, None, :] + grain
+  d = geom.distance_px
+  ink_width = max(1.0, s / 40)
+  stroke = np.maximum(1.5, 0.1 * geom.radius_px)[:, None, None]
+  stroke_alpha = _coverage(np.abs(d + ink_width / 2 + stroke / 2) - stroke / 2)
+  # Diagonal hatching, one line every `period` pixels, inside solid shapes.
+  period = max(3.0, s / 10)
+  diag = (geom.pixel_x + geom.pixel_y) / np.sqrt(2)
+  hatch = _coverage(np.abs(diag % period - period / 2) - max(0.5, s / 128))
+  hatch_alpha = 0.6 * hatch * _coverage(d) * solid[:, None, None]
+  image = _over(image, rgb, hatch_alpha)
+  image = _over(image, rgb, stroke_alpha)
+  return _over(image, _INK[None], 0.9 * _coverage(np.abs(d) - ink_width / 2))
+
+
+def _render_noisy(rng, geom, rgb, solid, texture, style):
+  n, s = geom.distance_px.shape[:2]
+  image = np.broadcast_to(style["bg"][:, None, None, :], (n, s, s, 3))
+  image = _over(image, _surface(geom, rgb, texture), _shape_alpha(geom, solid))
+  noise = rng.standard_normal((n, s, s, 3), dtype=np.float32)
+  return image + noise * style["sigma"][:, None, None, None]
+
+
+def _render_pattern(rng, geom, rgb, solid, texture, style):
+  del rng  # the pattern is drawn from the per-example style only
+  s = geom.distance_px.shape[1]
+  period = style["period"][:, None, None]
+  a = geom.project(style["direction"]) / period
+  b = geom.project(style["direction"] + np.pi / 2) / period
+  wave = np.sin(np.pi * a) * np.where(style["checker"][:, None, None], np.sin(np.pi * b), 1.0)
+  t = np.clip(0.5 + wave * period * s / np.pi, 0, 1)[..., None]  # ~1 px edges
+  image = style["c1"][:, None, None] * (1 - t) + style["c2"][:, None, None] * t
+  return _over(image, _surface(geom, rgb, texture), _shape_alpha(geom, solid))
+
+
+_DOMAIN_RENDERERS = {
+    "photo": _render_photo,
+    "sketch": _render_sketch,
+    "noisy": _render_noisy,
+    "pattern": _render_pattern,
+}
