@@ -45,7 +45,14 @@ class CheckpointError(ValueError):
 
 
 def resolve_checkpoint_dir(name_or_path: str) -> str:
-  """A local directory as is; otherwise a hub repo id, downloaded (safetensors only)."""
+  """A local directory as is; "embedded" is the shipped tiny CLIP; else a hub repo id."""
+  from fedprompt_jax import assets  # pylint: disable=g-import-not-at-top
+  if name_or_path == assets.EMBEDDED:
+    if not os.path.isfile(os.path.join(assets.TINY_CLIP_DIR, CONFIG)):
+      raise CheckpointError(
+          f"the embedded tiny CLIP is missing from {assets.TINY_CLIP_DIR!r}; rebuild it with "
+          "python scripts/pretrain_tiny_clip.py")
+    return assets.TINY_CLIP_DIR
   if os.path.isdir(name_or_path):
     return name_or_path
   looks_local = name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1

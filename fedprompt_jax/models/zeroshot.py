@@ -37,3 +37,17 @@ def class_text_features(model: Clip, params, tokenizer: Tokenizer, class_names: 
     chunks.append(encode(params, ids[start:start + batch_size], mask[start:start + batch_size]))
   feats = normalize(jnp.concatenate(chunks)).reshape(len(class_names), len(templates), -1)
   return normalize(feats.mean(axis=1))
+
+
+def predict(model: Clip, params, class_features: jax.Array, images, batch_size: int = 512):
+  """Top-1 class of uint8 images [N, H, W, 3] under a zero-shot head [C, E]; returns [N] ints."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+
+  @jax.jit
+  def scores(p, head, x):
+    feats = normalize(model.encode_image(p, x.astype(jnp.float32) / 255.0).embeds)
+    return jnp.argmax(feats @ head.T, axis=-1)
+
+  preds = [scores(params, class_features, images[i:i + batch_size])
+           for i in range(0, len(images), batch_size)]
+  return np.concatenate([np.asarray(p) for p in preds]) if preds else np.zeros((0,), np.int32)
