@@ -1,0 +1,1 @@
+"""Federated learning: client sampling, aggregation and the training loop."""

@@ -1,0 +1,103 @@
+"""One client's local update: S optimizer steps in one `lax.scan`, masked for padding.
+
+Shapes: S local steps, B batch, H x W images, C classes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from fedprompt_jax.methods.base import PromptMethod, merge_params, split_params
+
+Tree = Any
+# (frozen, params, aux, extra, client, pixels, labels, key) -> pixels; identity without an attack.
+Perturb = Callable[..., jax.Array]
+
+
+class ClientBatches(NamedTuple):
+  pixels: jax.Array  # [S, B, H, W, 3] uint8
+  labels: jax.Array  # [S, B] int32
+  mask: jax.Array    # [S, B] bool; False for padding examples
+
+
+class LocalResult(NamedTuple):
+  delta: Tree        # shared leaves: final - initial
+  personal: Tree     # personal leaves after training
+  stats: Tree        # method.client_stats summed over the client's examples
+  loss_sum: jax.Array  # sum of per-example training losses over valid examples
+  count: jax.Array     # number of valid training examples seen
+
+
+def make_local_update(method: PromptMethod, client_tx: optax.GradientTransformation,
+                      perturb: Perturb | None = None):
+  """Returns local_update(frozen, shared, personal, extra, aux, client, batches, key) -> LocalResult.
+
+  The client optimizer starts fresh each round. A step whose batch is entirely
+  padding changes nothing (parameters and optimizer state are kept).
+  """
+
+  def masked_loss(params, frozen, aux, extra, client, pixels, labels, mask, key):
+    losses = method.example_loss(frozen, params, aux, extra, client, pixels, labels, key)
+    valid = mask.astype(jnp.float32)
+    return jnp.sum(losses * valid) / jnp.maximum(valid.sum(), 1.0), jnp.sum(losses * valid)
+
+  grad_fn = jax.value_and_grad(masked_loss, has_aux=True)
+
+  def local_update(frozen, shared, personal, extra, aux, client, batches: ClientBatches,
+                   key) -> LocalResult:
+    params = merge_params(shared, personal)
+    opt_state = client_tx.init(params)
+
+    def step(carry, inputs):
+      params, opt_state, loss_sum, count = carry
+      pixels, labels, mask, step_key = inputs
+      x = pixels.astype(jnp.float32) / 255.0
+      attack_key, loss_key = jax.random.split(step_key)
+      if perturb is not None:
+        x = perturb(frozen, params, aux, extra, client, x, labels, attack_key)
+      (_, batch_loss_sum), grads = grad_fn(params, frozen, aux, extra, client, x, labels,
+                                           mask, loss_key)
+      updates, new_opt_state = client_tx.update(grads, opt_state, params)
+      new_params = optax.apply_updates(params, updates)
+      any_valid = mask.any()
+      keep = lambda new, old: jax.tree_util.tree_map(
+          lambda n, o: jnp.where(any_valid, n, o), new, old)
+      carry = (keep(new_params, params), keep(new_opt_state, opt_state),
+               loss_sum + batch_loss_sum, count + mask.sum())
+      return carry, None
+
+    num_steps = batches.labels.shape[0]
+    step_keys = jax.random.split(key, num_steps)
+    zero = jnp.zeros((), jnp.float32)
+    (params, _, loss_sum, count), _ = jax.lax.scan(
+        step, (params, opt_state, zero, jnp.zeros((), jnp.int32)),
+        (batches.pixels, batches.labels, batches.mask, step_keys))
+    new_shared, new_personal = split_params(method, params)
+    delta = jax.tree_util.tree_map(jnp.subtract, new_shared, shared)
+    stats = _client_stats(method, frozen, params, aux, extra, client, batches)
+    return LocalResult(delta, new_personal, stats, loss_sum, count)
+
+  return local_update
+
+
+def _client_stats(method, frozen, params, aux, extra, client, batches: ClientBatches) -> Tree:
+  """Sums method.client_stats over the local steps' batches (after training)."""
+
+  def one(acc, inputs):
+    pixels, labels, mask = inputs
+    x = pixels.astype(jnp.float32) / 255.0
+    stats = method.client_stats(frozen, params, aux, extra, client, x, labels, mask)
+    return jax.tree_util.tree_map(jnp.add, acc, stats), None
+
+  first = jax.eval_shape(lambda: method.client_stats(
+      frozen, params, aux, extra, client, batches.pixels[0].astype(jnp.float32),
+      batches.labels[0], batches.mask[0]))
+  if not jax.tree_util.tree_leaves(first):
+    return {}
+  zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), first)
+  total, _ = jax.lax.scan(one, zeros, (batches.pixels, batches.labels, batches.mask))
+  return total

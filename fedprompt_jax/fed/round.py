@@ -1,0 +1,123 @@
+"""One federated round as one jitted function over client-stacked inputs.
+
+Clients are a leading array axis K, sharded over the mesh axis 'clients'. Under
+`shard_map` each device runs its K/D clients (all at once with `vmap`, or in
+vmapped chunks with `lax.map(..., batch_size=chunk)` when activations do not
+fit), and the aggregation sum_k w_k d_k / sum_k w_k is an explicit `psum` (an
+all-reduce) over 'clients'. Padded clients carry weight 0 and all-False masks.
+
+Shapes: K clients this round (padded to a multiple of devices x chunk), S local
+steps, B batch, C classes.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax.sharding import PartitionSpec as P
+
+from fedprompt_jax.fed import server
+from fedprompt_jax.fed.client import ClientBatches, Perturb, make_local_update
+from fedprompt_jax.fed.mesh import AXIS
+from fedprompt_jax.methods.base import PromptMethod
+
+Tree = Any
+
+
+class ServerState(NamedTuple):
+  shared: Tree       # aggregated prompt leaves
+  opt_state: Tree    # server optimizer state
+  extra: Tree        # method's server-side state (e.g. prototypes)
+  round: jax.Array   # int32 scalar: rounds done
+
+
+class RoundInputs(NamedTuple):
+  batches: ClientBatches  # leaves [K, S, B, ...]
+  weights: jax.Array      # [K] float32 aggregation weights, 0 for padding
+  client_ids: jax.Array   # [K] int32 global client ids (for per-client RNG)
+  personal: Tree          # [K, ...] personal leaves of these clients ({} if none)
+  client: Tree            # [K, ...] per-client constants ({} if none)
+
+
+class RoundOutputs(NamedTuple):
+  personal: Tree        # [K, ...] personal leaves after training
+  client_loss: jax.Array  # [K] mean training loss of each client
+  loss: jax.Array       # scalar: example-weighted mean training loss of the round
+
+
+def init_server_state(method: PromptMethod, server_tx: optax.GradientTransformation,
+                      shared: Tree, aux: Tree) -> ServerState:
+  return ServerState(shared, server_tx.init(shared), method.init_extra(aux),
+                     jnp.zeros((), jnp.int32))
+
+
+def client_key(base_key: jax.Array, round_index: jax.Array, client_id: jax.Array) -> jax.Array:
+  """The key of one client in one round: independent of K, padding, order and sharding."""
+  return jax.random.fold_in(jax.random.fold_in(base_key, round_index), client_id)
+
+
+def make_round_fn(method: PromptMethod, client_tx: optax.GradientTransformation,
+                  server_tx: optax.GradientTransformation, mesh, *, chunk: int | None = None,
+                  perturb: Perturb | None = None, donate: bool = True):
+  """Returns round_fn(frozen, state, aux, key, inputs) -> (state, RoundOutputs), jitted.
+
+  Args:
+    method: the prompt method.
+    client_tx: the clients' local optimizer (fresh state each round).
+    server_tx: the server optimizer (see server.make_server_optimizer).
+    mesh: a mesh with axis 'clients'; K must be divisible by its size.
+    chunk: clients vmapped at once on a device; None = all of them (full vmap),
+      1 = one at a time (a scan over clients).
+    perturb: optional adversarial example generator used inside each local step.
+    donate: donate the server state's buffers to the round.
+  """
+  local_update = make_local_update(method, client_tx, perturb)
+
+  def block(frozen, shared, extra, aux, key, round_index, batches, weights, client_ids,
+            personal, client):
+    def one(args):
+      b, cid, pers, cl = args
+      return local_update(frozen, shared, pers, extra, aux, cl,
+                          b, client_key(key, round_index, cid))
+
+    args = (batches, client_ids, personal, client)
+    local_k = weights.shape[0]
+    if chunk is None or chunk >= local_k:
+      res = jax.vmap(one)(args)
+    else:
+      res = jax.lax.map(one, args, batch_size=chunk)
+    real = (weights > 0).astype(jnp.float32)
+    psum = lambda t: jax.lax.psum(t, AXIS)
+    delta_sum = psum(server.weighted_sum(weights, res.delta))
+    weight_sum = psum(weights.sum())
+    stats_sum = psum(server.weighted_sum(real, res.stats))
+    loss_sum = psum(jnp.sum(real * res.loss_sum))
+    count = psum(jnp.sum(real * res.count))
+    client_loss = res.loss_sum / jnp.maximum(res.count, 1)
+    return delta_sum, weight_sum, stats_sum, loss_sum, count, res.personal, client_loss
+
+  rep, cl = P(), P(AXIS)
+  sharded_block = jax.shard_map(
+      block, mesh=mesh,
+      in_specs=(rep, rep, rep, rep, rep, rep, cl, cl, cl, cl, cl),
+      out_specs=(rep, rep, rep, rep, rep, cl, cl),
+      # The local update is written for one client and knows nothing of mesh axes; its scan
+      # carries mix replicated (server) and per-client values, so varying-axis typing is off.
+      # Nothing is differentiated through the psums.
+      check_vma=False)
+
+  def round_fn(frozen, state: ServerState, aux, key, inputs: RoundInputs):
+    delta_sum, weight_sum, stats_sum, loss_sum, count, personal, client_loss = sharded_block(
+        frozen, state.shared, state.extra, aux, key, state.round, inputs.batches,
+        inputs.weights, inputs.client_ids, inputs.personal, inputs.client)
+    mean_delta = jax.tree_util.tree_map(lambda d: d / jnp.maximum(weight_sum, 1e-12), delta_sum)
+    shared, opt_state = server.server_step(server_tx, state.shared, state.opt_state, mean_delta)
+    extra = method.server_update(state.extra, stats_sum)
+    new_state = ServerState(shared, opt_state, extra, state.round + 1)
+    return new_state, RoundOutputs(personal, client_loss, loss_sum / jnp.maximum(count, 1))
+
+  return jax.jit(round_fn, donate_argnums=(1,) if donate else ())

@@ -1,0 +1,56 @@
+"""PromptFL (CoOp in FL): M learnable context vectors shared by all classes, before the name."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from fedprompt_jax.methods import base
+
+PLACEHOLDER = "X"
+
+
+@base.register("promptfl")
+def make(model, config) -> base.PromptMethod:
+  """config: num_ctx M, init ("random" N(0, init_std) or a phrase such as "a photo of a")."""
+  num_ctx = int(config.get("num_ctx", 16))
+  init_mode = str(config.get("ctx_init", "random"))
+  init_std = float(config.get("init_std", 0.02))
+  if num_ctx < 1:
+    raise ValueError(f"method.num_ctx={num_ctx} must be >= 1")
+
+  def prepare(ctx: base.Context):
+    """Token ids of "X X .. X {class}." [C, T], and the init phrase's embeddings."""
+    prompts = [" ".join([PLACEHOLDER] * num_ctx) + f" {name}." for name in ctx.class_names]
+    ids, mask = ctx.tokenizer(prompts)
+    if (mask.sum(axis=1) >= ids.shape[1]).any():
+      longest = max(ctx.class_names, key=len)
+      raise ValueError(f"method.num_ctx={num_ctx} leaves no room for class name {longest!r} in "
+                       f"the text context of {ids.shape[1]} tokens")
+    placeholder = ctx.tokenizer.token_id(PLACEHOLDER.lower() + "</w>")
+    assert (ids[:, 1:1 + num_ctx] == placeholder).all(), "placeholder must be one token"
+    aux = {"ids": jnp.asarray(ids), "mask": jnp.asarray(mask)}
+    if init_mode != "random":
+      phrase_ids, _ = ctx.tokenizer([init_mode])
+      n = ctx.tokenizer.num_tokens(init_mode)
+      if n != num_ctx:
+        raise ValueError(f"method.ctx_init={init_mode!r} is {n} tokens; method.num_ctx={num_ctx}")
+      table = ctx.frozen["text_model"]["embeddings"]["token_embedding"]["embedding"]
+      aux["ctx_init"] = table[phrase_ids[0, 1:1 + n]]
+    return aux
+
+  def init(key, aux):
+    if "ctx_init" in aux:
+      return {"ctx": jnp.asarray(aux["ctx_init"])}
+    width = model.config.text.hidden_size
+    return {"ctx": init_std * jax.random.normal(key, (num_ctx, width))}
+
+  def class_embeds(frozen, params, aux):
+    return model.encode_text(frozen, aux["ids"], aux["mask"], prompts=params["ctx"][None]).embeds
+
+  def logits(frozen, params, aux, extra, client, pixels, key):
+    del extra, client, key
+    image = model.encode_image(frozen, pixels).embeds
+    return base.cosine_logits(image, class_embeds(frozen, params, aux), frozen["logit_scale"])
+
+  return base.PromptMethod(name="promptfl", prepare=prepare, init=init, logits=logits)

@@ -1,0 +1,137 @@
+"""The jitted, vmapped, sharded round equals a plain Python loop over clients."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from clip_fixtures import fixture_dir
+from fedprompt_jax.data import shapes
+from fedprompt_jax.data.federated import round_batches
+from fedprompt_jax.fed import mesh as mesh_lib
+from fedprompt_jax.fed import server
+from fedprompt_jax.fed.client import ClientBatches, make_local_update
+from fedprompt_jax.fed.round import (RoundInputs, client_key, init_server_state, make_round_fn)
+from fedprompt_jax.methods import base, make_method
+from fedprompt_jax.models import hf_loader
+from fedprompt_jax.models.tokenizer import load_tokenizer
+
+
+def test_weighted_mean_by_hand():
+  deltas = {"p": jnp.array([[1.0, 2.0], [5.0, 6.0], [100.0, 100.0]])}
+  weights = jnp.array([1.0, 3.0, 0.0])  # the third client is padding
+  total = server.weighted_sum(weights, deltas)
+  np.testing.assert_allclose(total["p"], [16.0, 20.0])
+  np.testing.assert_allclose(total["p"] / weights.sum(), [4.0, 5.0])
+
+
+def toy_method():
+  """params b (scalar); loss (b - y)^2 / 2. One SGD step at lr 1 moves b to mean(y)."""
+  def loss(frozen, params, aux, extra, client, pixels, labels, key):
+    return 0.5 * (params["b"] - labels.astype(jnp.float32)) ** 2
+  return base.PromptMethod(name="toy", prepare=lambda ctx: {}, init=lambda k, a: {"b": 0.0},
+                           logits=None, loss=loss)
+
+
+@pytest.mark.parametrize("num_devices,chunk", [(1, None), (8, None), (8, 1)])
+def test_round_by_hand_on_a_toy_method(num_devices, chunk):
+  # Client label sets (one local step, batch 4): means 1, 2, 7 with 1, 4, 2 examples.
+  labels = [np.array([1]), np.array([0, 2, 2, 4]), np.array([6, 8])]
+  images = np.zeros((7, 2, 2, 3), np.uint8)
+  split = type("S", (), {"images": images, "labels": np.concatenate(labels).astype(np.int32)})
+  starts = np.cumsum([0] + [len(x) for x in labels])
+  indices = [np.arange(starts[i], starts[i + 1]) for i in range(3)]
+  mesh = mesh_lib.make_mesh(jax.devices()[:num_devices])
+  padded = mesh_lib.padded_size(3, mesh, chunk or 1)
+  b = round_batches(split, indices, np.arange(3), steps=1, batch=4, seed=0, round_index=0,
+                    padded_k=padded)
+  method = toy_method()
+  tx = optax.sgd(1.0)
+  round_fn = make_round_fn(method, tx, server.make_server_optimizer("fedavg"), mesh, chunk=chunk)
+  state = init_server_state(method, tx, {"b": jnp.zeros(())}, {})
+  inputs = RoundInputs(ClientBatches(b["pixels"], b["labels"], b["mask"]),
+                       jnp.asarray(b["num_examples"], jnp.float32), jnp.asarray(b["client_ids"]),
+                       {}, {})
+  state, out = round_fn({}, state, {}, jax.random.key(0), inputs)
+  # Weighted by examples: (1*1 + 4*2 + 2*7) / 7 = 23/7.
+  np.testing.assert_allclose(state.shared["b"], 23 / 7, rtol=1e-6)
+  # Training loss is measured before the step (b = 0): mean of y^2 / 2 per client.
+  np.testing.assert_allclose(out.client_loss[:3], [0.5, 3.0, 25.0], rtol=1e-6)
+  np.testing.assert_allclose(out.loss, (0.5 + 4 * 3.0 + 2 * 25.0) / 7, rtol=1e-6)
+  assert int(state.round) == 1
+
+
+@pytest.fixture(scope="module")
+def world():
+  model, frozen, ckpt = hf_loader.load_clip(fixture_dir("clip_tiny_a"))
+  tok = load_tokenizer(ckpt, model.config.text.max_position_embeddings)
+  classes = shapes.CLASS_NAMES[:6]
+  src = shapes.make_shapes(4, 0, 32, seed=3, domains=("photo",), classes=classes)
+  rng = np.random.default_rng(0)
+  order = rng.permutation(len(src.train))
+  sizes = [1, 2, 3, 5, 7, 2, 1, 3, 2]  # unequal, several smaller than the batch
+  starts = np.cumsum([0] + sizes)
+  clients = [order[starts[i]:starts[i + 1]] for i in range(len(sizes))]
+  return model, frozen, tok, src, clients
+
+
+def loop_reference(method, local_update, frozen, shared, aux, batches, weights, ids, key, rnd,
+                   server_tx, opt_state):
+  """Client by client with the same jitted local update, then the mean by numpy."""
+  update = jax.jit(local_update)
+  deltas = []
+  for k in range(len(ids)):
+    b = ClientBatches(*(np.asarray(x[k]) for x in batches))
+    res = update(frozen, shared, {}, {}, aux, {}, b, client_key(key, jnp.int32(rnd), ids[k]))
+    deltas.append(res.delta)
+  w = np.asarray(weights, np.float64)
+  mean = jax.tree_util.tree_map(
+      lambda *d: np.tensordot(w, np.stack([np.asarray(x, np.float64) for x in d]), 1) / w.sum(),
+      *deltas)
+  mean = jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float32), mean)
+  return server.server_step(server_tx, shared, opt_state, mean)
+
+
+@pytest.mark.parametrize("method_name,server_name", [("fedvpt", "fedavg"),
+                                                     ("promptfl", "fedadam")])
+def test_round_equals_python_loop_for_several_rounds(world, method_name, server_name):
+  model, frozen, tok, src, clients = world
+  cfg = {"num_tokens": 2, "depth": 2} if method_name == "fedvpt" else {"num_ctx": 3}
+  method = make_method(method_name, model, cfg)
+  aux = method.prepare(base.Context(model, frozen, tok, src.class_names))
+  client_tx = optax.sgd(0.05, momentum=0.9)
+  server_tx = server.make_server_optimizer(server_name, lr=1.0 if server_name == "fedavg" else 0.01)
+  shared = method.init(jax.random.key(1), aux)
+  key = jax.random.key(7)
+  variants = {}
+  for name, devices, chunk in (("1dev", 1, None), ("8dev", 8, None), ("8dev_chunk1", 8, 1)):
+    mesh = mesh_lib.make_mesh(jax.devices()[:devices])
+    variants[name] = (mesh, chunk, make_round_fn(method, client_tx, server_tx, mesh, chunk=chunk,
+                                                 donate=False))
+  states = {name: init_server_state(method, server_tx, shared, aux) for name in variants}
+  ref_shared, ref_opt = shared, server_tx.init(shared)
+  local_update = make_local_update(method, client_tx)
+  for rnd in range(3):
+    ids = np.array([[0, 1, 2, 3, 4, 5, 6, 7, 8], [1, 3, 4, 6, 8], [0, 2, 5, 7, 8]][rnd])
+    for name, (mesh, chunk, round_fn) in variants.items():
+      padded = mesh_lib.padded_size(len(ids), mesh, chunk or 1)
+      b = round_batches(src.train, [clients[i] for i in ids], ids, steps=2, batch=4, seed=0,
+                        round_index=rnd, padded_k=padded)
+      inputs = RoundInputs(ClientBatches(b["pixels"], b["labels"], b["mask"]),
+                           jnp.asarray(b["num_examples"], jnp.float32),
+                           jnp.asarray(b["client_ids"]), {}, {})
+      states[name], _ = round_fn(frozen, states[name], aux, key, inputs)
+    b = round_batches(src.train, [clients[i] for i in ids], ids, steps=2, batch=4, seed=0,
+                      round_index=rnd)
+    ref_shared, ref_opt = loop_reference(
+        method, local_update, frozen, ref_shared, aux,
+        (b["pixels"], b["labels"], b["mask"]), b["num_examples"], b["client_ids"], key, rnd,
+        server_tx, ref_opt)
+    moved = jax.tree_util.tree_leaves(jax.tree_util.tree_map(
+        lambda a, s: float(jnp.abs(a - s).max()), ref_shared, shared))
+    assert max(moved) > 1e-4  # training did something
+    for name, state in states.items():
+      diffs = jax.tree_util.tree_leaves(jax.tree_util.tree_map(
+          lambda a, r: float(jnp.abs(a - r).max()), state.shared, ref_shared))
+      assert max(diffs) <= 1e-5, (name, rnd, diffs)
