@@ -1,0 +1,37 @@
+"""FedVPT: learnable visual prompt tokens (shallow, or deep over the first J layers).
+
+  python launch/run.py --config=configs/fedvpt.py                   # embedded default, deep
+  python launch/run.py --config=configs/fedvpt.py:shallow
+  python launch/run.py --config=configs/fedvpt.py:cifar100
+"""
+
+from fedprompt_jax import config as config_lib
+
+
+def _shallow(c):
+  c.method.depth = 0
+
+
+def _cifar100(c):
+  c.clip.checkpoint = "openai/clip-vit-base-patch16"
+  c.data.source = "tfds"
+  c.data.tfds_name = "cifar100"
+  c.data.data_dir = "~/tensorflow_datasets"
+  c.fed.num_clients = 100
+  c.fed.clients_per_round = 10
+  c.fed.rounds = 50
+  c.method.depth = 12
+  c.method.templates = ("a photo of a {}.",)
+
+
+PRESETS = {"shallow": _shallow, "cifar100": _cifar100}
+
+
+def get_config(arg=None):
+  c = config_lib.default_config()
+  c.method.name = "fedvpt"
+  c.method.num_tokens = 8
+  c.method.depth = 4
+  c.method.init_std = 0.02
+  c.optim.lr = 0.05
+  return config_lib.apply_arg(c, arg, PRESETS)

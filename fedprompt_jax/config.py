@@ -1,0 +1,166 @@
+"""The default experiment config (ml_collections) and its validation.
+
+Every `configs/<method>.py` starts from `default_config()` and changes what its
+method needs. `validate` runs before anything is written to the workdir and
+raises `ConfigError` with one line naming the key, the value and what is valid.
+"""
+
+from __future__ import annotations
+
+import ast
+from typing import Any
+
+import ml_collections
+
+from fedprompt_jax.assets import world
+
+PARTITIONS = ("iid", "dirichlet", "disjoint", "shards", "domains")
+SOURCES = ("shapes", "digits", "tfds")
+CLIENT_OPTIMIZERS = ("sgd", "adam")
+WEIGHTINGS = ("examples", "uniform")
+DTYPES = ("float32", "bfloat16")
+
+
+class ConfigError(ValueError):
+  """A config value that cannot run; the message is one line."""
+
+
+def default_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+
+  c.clip = ml_collections.ConfigDict()
+  c.clip.checkpoint = "embedded"   # "embedded", a transformers-format dir, or a hub name
+  c.clip.dtype = "float32"
+  c.clip.remat = False
+
+  c.data = ml_collections.ConfigDict()
+  c.data.source = "shapes"
+  c.data.train_per_class_domain = 40   # shapes
+  c.data.test_per_class_domain = 10    # shapes
+  c.data.domains = ml_collections.FieldReference(None, field_type=tuple)  # shapes: None = all
+  c.data.tfds_name = ""
+  c.data.data_dir = ""
+  c.data.max_examples = ml_collections.FieldReference(None, field_type=int)
+
+  c.fed = ml_collections.ConfigDict()
+  c.fed.num_clients = 20
+  c.fed.clients_per_round = 5
+  c.fed.rounds = 20
+  c.fed.partition = "dirichlet"
+  c.fed.alpha = 0.1
+  c.fed.classes_per_client = 2
+  c.fed.shards_per_client = 2
+  c.fed.domains_per_client = 1
+  c.fed.shots = ml_collections.FieldReference(None, field_type=int)
+  c.fed.min_size = 2
+  c.fed.test_fraction = 0.25
+  c.fed.local_steps = 8
+  c.fed.batch_size = 32
+  c.fed.weighting = "examples"
+  c.fed.server_optimizer = "fedavg"
+  c.fed.server_lr = 1.0
+  c.fed.local_only = False
+  c.fed.chunk = -1   # clients vmapped at once per device; -1 = the backend's default
+
+  c.optim = ml_collections.ConfigDict()
+  c.optim.name = "sgd"
+  c.optim.lr = 0.05
+  c.optim.momentum = 0.9
+  c.optim.weight_decay = 0.0
+
+  c.method = ml_collections.ConfigDict()
+  c.method.name = "promptfl"
+  c.method.templates = world.ZEROSHOT_TEMPLATES
+
+  c.eval = ml_collections.ConfigDict()
+  c.eval.every = 5
+  c.eval.batch_size = 256
+  c.eval.personalized = True
+  c.eval.check_zero_shot = True   # stop if zero-shot accuracy is at or below chance
+  return c
+
+
+def _fail(key: str, value, valid: str):
+  raise ConfigError(f"{key}={value!r} is invalid; {valid}")
+
+
+def validate(c: ml_collections.ConfigDict) -> None:
+  """Checks every value the run depends on; raises ConfigError (one line)."""
+  from fedprompt_jax.methods import REGISTRY  # pylint: disable=g-import-not-at-top
+  if c.method.name not in REGISTRY:
+    _fail("method.name", c.method.name, f"valid: {', '.join(sorted(REGISTRY))}")
+  if c.data.source not in SOURCES:
+    _fail("data.source", c.data.source, f"valid: {', '.join(SOURCES)}")
+  if c.data.source == "tfds" and not (c.data.tfds_name and c.data.data_dir):
+    _fail("data.tfds_name", c.data.tfds_name, "data.source='tfds' needs data.tfds_name and "
+          "data.data_dir")
+  if c.fed.partition not in PARTITIONS:
+    _fail("fed.partition", c.fed.partition, f"valid: {', '.join(PARTITIONS)}")
+  if c.fed.partition == "dirichlet" and not c.fed.alpha > 0:
+    _fail("fed.alpha", c.fed.alpha, "must be > 0")
+  for key in ("num_clients", "clients_per_round", "rounds", "local_steps", "batch_size",
+              "classes_per_client", "shards_per_client", "domains_per_client", "min_size"):
+    value = c.fed[key]
+    if not isinstance(value, int) or value < 1:
+      _fail(f"fed.{key}", value, "must be an integer >= 1")
+  if c.fed.clients_per_round > c.fed.num_clients:
+    _fail("fed.clients_per_round", c.fed.clients_per_round,
+          f"must be <= fed.num_clients={c.fed.num_clients}")
+  if c.fed.shots is not None and c.fed.shots < 1:
+    _fail("fed.shots", c.fed.shots, "must be >= 1 or None")
+  if not 0 < c.fed.test_fraction <= 1:
+    _fail("fed.test_fraction", c.fed.test_fraction, "must be in (0, 1]")
+  if c.fed.weighting not in WEIGHTINGS:
+    _fail("fed.weighting", c.fed.weighting, f"valid: {', '.join(WEIGHTINGS)}")
+  from fedprompt_jax.fed.server import SERVER_OPTIMIZERS  # pylint: disable=g-import-not-at-top
+  if c.fed.server_optimizer not in SERVER_OPTIMIZERS:
+    _fail("fed.server_optimizer", c.fed.server_optimizer,
+          f"valid: {', '.join(SERVER_OPTIMIZERS)}")
+  if c.fed.chunk != -1 and c.fed.chunk < 1:
+    _fail("fed.chunk", c.fed.chunk, "must be >= 1, or -1 for the backend default")
+  if c.optim.name not in CLIENT_OPTIMIZERS:
+    _fail("optim.name", c.optim.name, f"valid: {', '.join(CLIENT_OPTIMIZERS)}")
+  if not c.optim.lr > 0:
+    _fail("optim.lr", c.optim.lr, "must be > 0")
+  if c.clip.dtype not in DTYPES:
+    _fail("clip.dtype", c.clip.dtype, f"valid: {', '.join(DTYPES)}")
+  if not isinstance(c.eval.every, int) or c.eval.every < 1:
+    _fail("eval.every", c.eval.every, "must be an integer >= 1")
+  if c.seed < 0:
+    _fail("seed", c.seed, "must be >= 0")
+
+
+def apply_arg(c: ml_collections.ConfigDict, arg: str | None,
+              presets: dict[str, Any]) -> ml_collections.ConfigDict:
+  """Applies `configs/x.py:ARG`: an optional preset name, then comma-separated key=value pairs.
+
+  e.g. "cifar100,fed.alpha=0.3,seed=2". Values are Python literals (strings may be bare).
+  """
+  if not arg:
+    return c
+  parts = [p for p in arg.split(",") if p]
+  if parts and "=" not in parts[0]:
+    name = parts.pop(0)
+    if name not in presets:
+      raise ConfigError(f"config preset {name!r} is unknown; valid: {', '.join(sorted(presets))}")
+    presets[name](c)
+  for part in parts:
+    if "=" not in part:
+      raise ConfigError(f"config argument {part!r} is not key=value")
+    key, raw = part.split("=", 1)
+    try:
+      value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+      value = raw
+    node, *path = key.split(".")
+    target = c
+    for name in [node] + path[:-1]:
+      if name not in target:
+        raise ConfigError(f"config key {key!r} does not exist")
+      target = target[name]
+    leaf = (path or [node])[-1]
+    if leaf not in target:
+      raise ConfigError(f"config key {key!r} does not exist")
+    target[leaf] = value
+  return c

@@ -1,0 +1,238 @@
+"""train_and_evaluate(config, workdir): the one readable loop of a federated run.
+
+Order of work: validate the config (nothing is written before), load CLIP and
+data, partition, prepare the method, check zero-shot against chance, then R
+rounds of [sample K clients -> build their batches on the host -> one jitted
+round], evaluating and checkpointing every `eval.every` rounds. A workdir with
+a checkpoint resumes from it and replays exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from fedprompt_jax import checkpoint, evaluate
+from fedprompt_jax import config as config_lib
+from fedprompt_jax import metrics as metrics_lib
+from fedprompt_jax import plots
+from fedprompt_jax.data import partition as partition_lib
+from fedprompt_jax.data import partition_report
+from fedprompt_jax.data.federated import round_batches
+from fedprompt_jax.data.source import load_source
+from fedprompt_jax.fed import mesh as mesh_lib
+from fedprompt_jax.fed import sampling, server
+from fedprompt_jax.fed.client import ClientBatches
+from fedprompt_jax.fed.round import RoundInputs, ServerState, init_server_state, make_round_fn
+from fedprompt_jax.methods import base, make_method
+from fedprompt_jax.models.hf_loader import load_clip
+from fedprompt_jax.models.tokenizer import load_tokenizer
+
+Tree = Any
+
+
+def default_chunk(backend: str) -> int | None:
+  """Clients vmapped at once per device: measured by benchmarks/round_throughput.py.
+
+  On CPU a scan over clients (chunk 1) beats a full vmap; accelerators gain from
+  large vmapped chunks (None = all clients of the device at once).
+  """
+  return 1 if backend == "cpu" else None
+
+
+def client_optimizer(c: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  if c.optim.name == "sgd":
+    tx = optax.sgd(c.optim.lr, momentum=c.optim.momentum or None)
+  else:
+    tx = optax.adam(c.optim.lr)
+  if c.optim.weight_decay:
+    tx = optax.chain(optax.add_decayed_weights(c.optim.weight_decay), tx)
+  return tx
+
+
+def load_data(c: ml_collections.ConfigDict, image_size: int):
+  if c.data.source == "shapes":
+    kwargs = dict(num_train_per_class_domain=c.data.train_per_class_domain,
+                  num_test_per_class_domain=c.data.test_per_class_domain, seed=c.seed)
+    if c.data.domains:
+      kwargs["domains"] = tuple(c.data.domains)
+  elif c.data.source == "digits":
+    kwargs = dict(seed=c.seed)
+  else:
+    kwargs = dict(name=c.data.tfds_name, data_dir=os.path.expanduser(c.data.data_dir),
+                  max_examples=c.data.max_examples)
+  return load_source(c.data.source, image_size=image_size, **kwargs)
+
+
+def make_partition(c: ml_collections.ConfigDict, source):
+  return partition_lib.make_partition(
+      source, scheme=c.fed.partition, num_clients=c.fed.num_clients, seed=c.seed,
+      alpha=c.fed.alpha, classes_per_client=c.fed.classes_per_client,
+      shards_per_client=c.fed.shards_per_client, domains_per_client=c.fed.domains_per_client,
+      shots=c.fed.shots, min_size=c.fed.min_size, test_fraction=c.fed.test_fraction)
+
+
+def stack_tree(tree: Tree, n: int) -> Tree:
+  """[...] leaves -> [n, ...] numpy copies (per-client state kept on the host)."""
+  return jax.tree_util.tree_map(lambda x: np.repeat(np.asarray(x)[None], n, axis=0), tree)
+
+
+def take(tree: Tree, rows: np.ndarray) -> Tree:
+  return jax.tree_util.tree_map(lambda x: x[rows], tree)
+
+
+class Run:
+  """Everything a run builds before its first round (no device state of its own)."""
+
+  def __init__(self, c: ml_collections.ConfigDict, workdir: str):
+    self.c, self.workdir = c, workdir
+    dtype = jnp.bfloat16 if c.clip.dtype == "bfloat16" else jnp.float32
+    self.model, frozen, ckpt_dir = load_clip(c.clip.checkpoint, dtype=dtype, remat=c.clip.remat)
+    self.tokenizer = load_tokenizer(ckpt_dir, self.model.config.text.max_position_embeddings)
+    self.source = load_data(c, self.model.config.vision.image_size)
+    self.partition = make_partition(c, self.source)
+    method = make_method(c.method.name, self.model, c.method)
+    self.method = base.local_only(method) if c.fed.local_only else method
+    self.mesh = mesh_lib.make_mesh()
+    self.frozen = jax.device_put(frozen, mesh_lib.replicated(self.mesh))
+    ctx = base.Context(self.model, self.frozen, self.tokenizer, self.source.class_names,
+                       self.source.attributes)
+    self.aux = self.method.prepare(ctx)
+    self.zeroshot = make_method("zeroshot", self.model, c.method)
+    self.zeroshot_aux = self.zeroshot.prepare(ctx)
+    chunk = default_chunk(jax.default_backend()) if c.fed.chunk == -1 else c.fed.chunk
+    self.chunk = chunk
+    self.client_tx = client_optimizer(c)
+    self.server_tx = server.make_server_optimizer(c.fed.server_optimizer, c.fed.server_lr)
+    self.round_fn = make_round_fn(self.method, self.client_tx, self.server_tx, self.mesh,
+                                  chunk=chunk)
+    self.predict = evaluate.make_predict(self.method)
+    self.predict_clients = evaluate.make_personalized_predict(self.method)
+    hist = self.partition.label_histograms(self.source.train.labels).astype(np.float32)
+    self.clients = jax.tree_util.tree_map(
+        np.asarray, jax.vmap(self.method.init_client)(jnp.asarray(hist)))
+    uniform = jnp.full((self.source.num_classes,), 1.0, jnp.float32)
+    self.global_client = self.method.init_client(uniform)
+
+  def initial_state(self) -> tuple[ServerState, Tree]:
+    params = self.method.init(jax.random.key(self.c.seed), self.aux)
+    shared, personal = base.split_params(self.method, params)
+    state = init_server_state(self.method, self.server_tx, shared, self.aux)
+    return state, stack_tree(personal, self.c.fed.num_clients)
+
+  def round_inputs(self, round_index: int, personal_all: Tree):
+    c = self.c
+    ids = sampling.sample_clients(c.fed.num_clients, c.fed.clients_per_round, c.seed, round_index)
+    padded = mesh_lib.padded_size(len(ids), self.mesh, self.chunk or 1)
+    b = round_batches(self.source.train, [self.partition.train_of(int(k)) for k in ids], ids,
+                      steps=c.fed.local_steps, batch=c.fed.batch_size, seed=c.seed,
+                      round_index=round_index, padded_k=padded)
+    weights = b["num_examples"].astype(np.float32)
+    if c.fed.weighting == "uniform":
+      weights = (weights > 0).astype(np.float32)
+    rows = np.concatenate([ids, np.zeros(padded - len(ids), ids.dtype)])
+    sharded = lambda x: jax.device_put(x, mesh_lib.client_sharding(self.mesh))
+    inputs = RoundInputs(
+        ClientBatches(sharded(b["pixels"]), sharded(b["labels"]), sharded(b["mask"])),
+        sharded(weights), sharded(b["client_ids"]),
+        jax.tree_util.tree_map(sharded, take(personal_all, rows)),
+        jax.tree_util.tree_map(sharded, take(self.clients, rows)))
+    return ids, inputs
+
+  def evaluate(self, state: ServerState, personal_all: Tree) -> dict:
+    c = self.c
+    params = base.merge_params(state.shared, take(personal_all, 0) if
+                               jax.tree_util.tree_leaves(personal_all) else {})
+    out = {}
+    if not c.fed.local_only:
+      preds = evaluate.predict_split(self.predict, self.frozen, params, self.aux, state.extra,
+                                     self.global_client, self.source.test, c.eval.batch_size)
+      out.update(evaluate.accuracy_report(preds, self.source.test, self.source.domain_names,
+                                          "global_acc"))
+    if c.eval.personalized:
+      per_call = max(1, c.eval.batch_size // max(1, int(self.partition.test_sizes().max())))
+      acc = evaluate.personalized_accuracy(
+          self.predict_clients, self.frozen, state.shared, personal_all, self.aux, state.extra,
+          self.clients, self.source.test,
+          [self.partition.test_of(k) for k in range(self.partition.num_clients)],
+          min(per_call, self.partition.num_clients))
+      out.update(evaluate.client_summary(acc))
+    return out
+
+  def zero_shot_accuracy(self) -> dict:
+    zs = evaluate.make_predict(self.zeroshot)
+    preds = evaluate.predict_split(zs, self.frozen, {}, self.zeroshot_aux, {}, {},
+                                   self.source.test, self.c.eval.batch_size)
+    return evaluate.accuracy_report(preds, self.source.test, self.source.domain_names,
+                                    "zeroshot_acc")
+
+
+def train_and_evaluate(c: ml_collections.ConfigDict, workdir: str) -> list[dict]:
+  """Runs (or resumes) the experiment; returns the metrics records."""
+  config_lib.validate(c)
+  run = Run(c, workdir)
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    f.write(c.to_json_best_effort(indent=2, sort_keys=True))
+  run.partition.save(os.path.join(workdir, "partition.npz"))
+  with open(os.path.join(workdir, "partition.txt"), "w") as f:
+    f.write(partition_report.summary(run.partition, run.source) + "\n")
+  partition_report.save_png(run.partition, run.source, os.path.join(workdir, "partition.png"))
+  print(partition_report.summary(run.partition, run.source), flush=True)
+
+  zs = run.zero_shot_accuracy()
+  chance = 1.0 / run.source.num_classes
+  if c.eval.check_zero_shot and zs["zeroshot_acc"] <= chance:
+    raise config_lib.ConfigError(
+        f"zero-shot accuracy {zs['zeroshot_acc']:.3f} is at or below chance {chance:.3f} on "
+        f"{run.source.name}: the class names, templates or preprocessing are wrong")
+
+  ckpt = checkpoint.Checkpointer(workdir)
+  state, personal_all = run.initial_state()
+  start = 0
+  latest = ckpt.latest_round()
+  if latest is not None:
+    restored = ckpt.restore(latest, {"server": state, "personal": personal_all})
+    state, personal_all = restored["server"], restored["personal"]
+    personal_all = jax.tree_util.tree_map(np.asarray, personal_all)
+    start = latest
+    print(f"resumed from {ckpt.directory} at round {start}", flush=True)
+  writer = metrics_lib.MetricsWriter(workdir, c.fed.rounds, start_round=start)
+  if start == 0:
+    writer.write(0, dict(zs, **run.evaluate(state, personal_all)))
+  key = jax.random.key(c.seed)
+  train_loss = float("nan")
+  t0 = time.time()
+  for r in range(start, c.fed.rounds if run.method.trains else start):
+    ids, inputs = run.round_inputs(r, personal_all)
+    state, out = run.round_fn(run.frozen, state, run.aux, key, inputs)
+    if jax.tree_util.tree_leaves(personal_all):
+      new_personal = jax.tree_util.tree_map(lambda x: np.asarray(x)[:len(ids)], out.personal)
+      for leaf_all, leaf_new in zip(jax.tree_util.tree_leaves(personal_all),
+                                    jax.tree_util.tree_leaves(new_personal)):
+        leaf_all[ids] = leaf_new
+    train_loss = float(out.loss)
+    done = r + 1
+    writer.round_done(done, train_loss)
+    if done % c.eval.every == 0 or done == c.fed.rounds:
+      record = dict(zs, train_loss=train_loss, **run.evaluate(state, personal_all))
+      record["seconds_per_round"] = (time.time() - t0) / (done - start)
+      writer.write(done, record)
+      ckpt.save(done, {"server": state, "personal": personal_all})
+  ckpt.close()
+  records = writer.records()
+  writer.close()
+  plots.save_curves(records, os.path.join(workdir, "curves.png"))
+  table = metrics_lib.summary_table(records)
+  with open(os.path.join(workdir, "summary.txt"), "w") as f:
+    f.write(table + "\n")
+  print(table, flush=True)
+  return records

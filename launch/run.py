@@ -1,0 +1,57 @@
+"""Runs (or resumes) one federated prompt-tuning experiment.
+
+  python launch/run.py --config=configs/pep.py [--workdir=DIR] [--config.fed.rounds=50 ...]
+
+Without --workdir the run goes to workdirs/<config name>[_<arg>]. Running the same
+command on the same workdir resumes from its last checkpoint. Bad input prints
+one line starting with "error:" and exits with status 1 (2 for a bad flag).
+"""
+
+import os
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config file[:arg]")
+_WORKDIR = flags.DEFINE_string("workdir", None, "output directory (resumes if it has a checkpoint)")
+
+
+def parse_flags(argv):
+  """absl's parser, with any flag or config error reduced to one line (exit 2)."""
+  try:
+    return flags.FLAGS(argv)
+  except Exception as e:  # pylint: disable=broad-except
+    message = " ".join(str(e).split())
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def default_workdir(config_arg: str) -> str:
+  path, _, arg = config_arg.partition(":")
+  name = os.path.splitext(os.path.basename(path))[0] + (f"_{arg}" if arg else "")
+  return os.path.join("workdirs", name.replace(",", "_").replace("=", "-"))
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)
+  from fedprompt_jax import train  # pylint: disable=import-outside-toplevel
+  from fedprompt_jax.config import ConfigError  # pylint: disable=import-outside-toplevel
+  from fedprompt_jax.models.hf_loader import CheckpointError  # pylint: disable=import-outside-toplevel
+  workdir = _WORKDIR.value or default_workdir(flags.FLAGS["config"].serialize().split("=", 1)[1])
+  try:
+    train.train_and_evaluate(_CONFIG.value, workdir)
+  except (ConfigError, CheckpointError, ValueError, FileNotFoundError) as e:
+    print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+    return 1
+  return 0
+
+
+if __name__ == "__main__":
+  if "--config" not in " ".join(sys.argv):
+    print("error: --config is required, e.g. --config=configs/pep.py", file=sys.stderr)
+    sys.exit(2)
+  app.run(lambda argv: sys.exit(main(argv)), flags_parser=parse_flags)
