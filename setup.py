@@ -16,6 +16,9 @@ CORE = [
     "absl-py>=2.0",
     "scikit-learn>=1.5",
     "pillow>=10.0",
+    "tensorboardX>=2.6",  # TensorBoard event files without TensorFlow
+    "tqdm>=4.60",
+    "matplotlib>=3.5",
 ]
 
 EXTRAS = {
