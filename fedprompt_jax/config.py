@@ -153,14 +153,13 @@ def apply_arg(c: ml_collections.ConfigDict, arg: str | None,
       value = ast.literal_eval(raw)
     except (ValueError, SyntaxError):
       value = raw
-    node, *path = key.split(".")
+    *sections, leaf = key.split(".")
     target = c
-    for name in [node] + path[:-1]:
-      if name not in target:
+    for name in sections:
+      if not isinstance(target, ml_collections.ConfigDict) or name not in target:
         raise ConfigError(f"config key {key!r} does not exist")
       target = target[name]
-    leaf = (path or [node])[-1]
-    if leaf not in target:
+    if not isinstance(target, ml_collections.ConfigDict) or leaf not in target:
       raise ConfigError(f"config key {key!r} does not exist")
     target[leaf] = value
   return c

@@ -126,6 +126,7 @@ class Run:
     params = self.method.init(jax.random.key(self.c.seed), self.aux)
     shared, personal = base.split_params(self.method, params)
     state = init_server_state(self.method, self.server_tx, shared, self.aux)
+    state = jax.device_put(state, mesh_lib.replicated(self.mesh))  # restores keep this placement
     return state, stack_tree(personal, self.c.fed.num_clients)
 
   def round_inputs(self, round_index: int, personal_all: Tree):
