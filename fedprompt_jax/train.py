@@ -102,12 +102,16 @@ class Run:
     method = make_method(c.method.name, self.model, c.method)
     self.method = base.local_only(method) if c.fed.local_only else method
     self.mesh = mesh_lib.make_mesh()
-    self.frozen = jax.device_put(frozen, mesh_lib.replicated(self.mesh))
-    ctx = base.Context(self.model, self.frozen, self.tokenizer, self.source.class_names,
+    # `frozen`/`aux` are process-local (host-driven evaluation and preparation);
+    # `frozen_global`/`aux_global` are replicated over the mesh for the round.
+    self.frozen = frozen
+    ctx = base.Context(self.model, frozen, self.tokenizer, self.source.class_names,
                        self.source.attributes)
     self.aux = self.method.prepare(ctx)
     self.zeroshot = make_method("zeroshot", self.model, c.method)
     self.zeroshot_aux = self.zeroshot.prepare(ctx)
+    self.frozen_global = mesh_lib.replicate(self.mesh, frozen)
+    self.aux_global = mesh_lib.replicate(self.mesh, self.aux)
     chunk = default_chunk(jax.default_backend()) if c.fed.chunk == -1 else c.fed.chunk
     self.chunk = chunk
     self.client_tx = client_optimizer(c)
@@ -126,30 +130,32 @@ class Run:
     params = self.method.init(jax.random.key(self.c.seed), self.aux)
     shared, personal = base.split_params(self.method, params)
     state = init_server_state(self.method, self.server_tx, shared, self.aux)
-    state = jax.device_put(state, mesh_lib.replicated(self.mesh))  # restores keep this placement
+    state = mesh_lib.replicate(self.mesh, state)  # restores keep this placement
     return state, stack_tree(personal, self.c.fed.num_clients)
 
   def round_inputs(self, round_index: int, personal_all: Tree):
+    """The sampled ids and the round's sharded inputs; each process builds only its own rows."""
     c = self.c
     ids = sampling.sample_clients(c.fed.num_clients, c.fed.clients_per_round, c.seed, round_index)
     padded = mesh_lib.padded_size(len(ids), self.mesh, self.chunk or 1)
-    b = round_batches(self.source.train, [self.partition.train_of(int(k)) for k in ids], ids,
+    mine = set(mesh_lib.local_rows(self.mesh, padded).tolist())
+    empty = np.zeros((0,), np.int64)
+    b = round_batches(self.source.train,
+                      [self.partition.train_of(int(k)) if i in mine else empty
+                       for i, k in enumerate(ids)], ids,
                       steps=c.fed.local_steps, batch=c.fed.batch_size, seed=c.seed,
                       round_index=round_index, padded_k=padded)
     weights = b["num_examples"].astype(np.float32)
     if c.fed.weighting == "uniform":
       weights = (weights > 0).astype(np.float32)
     rows = np.concatenate([ids, np.zeros(padded - len(ids), ids.dtype)])
-    sharded = lambda x: jax.device_put(x, mesh_lib.client_sharding(self.mesh))
-    inputs = RoundInputs(
-        ClientBatches(sharded(b["pixels"]), sharded(b["labels"]), sharded(b["mask"])),
-        sharded(weights), sharded(b["client_ids"]),
-        jax.tree_util.tree_map(sharded, take(personal_all, rows)),
-        jax.tree_util.tree_map(sharded, take(self.clients, rows)))
-    return ids, inputs
+    inputs = RoundInputs(ClientBatches(b["pixels"], b["labels"], b["mask"]), weights,
+                         b["client_ids"], take(personal_all, rows), take(self.clients, rows))
+    return ids, mesh_lib.shard_clients(self.mesh, inputs)
 
   def evaluate(self, state: ServerState, personal_all: Tree) -> dict:
     c = self.c
+    state = mesh_lib.local_copy(state)
     params = base.merge_params(state.shared, take(personal_all, 0) if
                                jax.tree_util.tree_leaves(personal_all) else {})
     out = {}
@@ -176,18 +182,26 @@ class Run:
                                     "zeroshot_acc")
 
 
-def train_and_evaluate(c: ml_collections.ConfigDict, workdir: str) -> list[dict]:
-  """Runs (or resumes) the experiment; returns the metrics records."""
-  config_lib.validate(c)
-  run = Run(c, workdir)
+def write_run_files(run: Run, c: ml_collections.ConfigDict, workdir: str) -> None:
+  """config.json and the partition (npz with its hash, summary, PNG); chief process only."""
+  summary = partition_report.summary(run.partition, run.source)
+  print(summary, flush=True)
+  if jax.process_index() != 0:
+    return
   os.makedirs(workdir, exist_ok=True)
   with open(os.path.join(workdir, "config.json"), "w") as f:
     f.write(c.to_json_best_effort(indent=2, sort_keys=True))
   run.partition.save(os.path.join(workdir, "partition.npz"))
   with open(os.path.join(workdir, "partition.txt"), "w") as f:
-    f.write(partition_report.summary(run.partition, run.source) + "\n")
+    f.write(summary + "\n")
   partition_report.save_png(run.partition, run.source, os.path.join(workdir, "partition.png"))
-  print(partition_report.summary(run.partition, run.source), flush=True)
+
+
+def train_and_evaluate(c: ml_collections.ConfigDict, workdir: str) -> list[dict]:
+  """Runs (or resumes) the experiment; returns the metrics records."""
+  config_lib.validate(c)
+  run = Run(c, workdir)
+  write_run_files(run, c, workdir)
 
   zs = run.zero_shot_accuracy()
   chance = 1.0 / run.source.num_classes
@@ -206,17 +220,19 @@ def train_and_evaluate(c: ml_collections.ConfigDict, workdir: str) -> list[dict]
     personal_all = jax.tree_util.tree_map(np.asarray, personal_all)
     start = latest
     print(f"resumed from {ckpt.directory} at round {start}", flush=True)
-  writer = metrics_lib.MetricsWriter(workdir, c.fed.rounds, start_round=start)
+  chief = jax.process_index() == 0
+  writer = metrics_lib.MetricsWriter(workdir, c.fed.rounds, start_round=start, is_chief=chief)
   if start == 0:
     writer.write(0, dict(zs, **run.evaluate(state, personal_all)))
-  key = jax.random.key(c.seed)
+  key = mesh_lib.replicate(run.mesh, jax.random.key_data(jax.random.key(c.seed)))
   train_loss = float("nan")
   t0 = time.time()
   for r in range(start, c.fed.rounds if run.method.trains else start):
     ids, inputs = run.round_inputs(r, personal_all)
-    state, out = run.round_fn(run.frozen, state, run.aux, key, inputs)
+    state, out = run.round_fn(run.frozen_global, state, run.aux_global, key, inputs)
     if jax.tree_util.tree_leaves(personal_all):
-      new_personal = jax.tree_util.tree_map(lambda x: np.asarray(x)[:len(ids)], out.personal)
+      new_personal = jax.tree_util.tree_map(lambda x: mesh_lib.to_host(x)[:len(ids)],
+                                            out.personal)
       for leaf_all, leaf_new in zip(jax.tree_util.tree_leaves(personal_all),
                                     jax.tree_util.tree_leaves(new_personal)):
         leaf_all[ids] = leaf_new
@@ -231,9 +247,10 @@ def train_and_evaluate(c: ml_collections.ConfigDict, workdir: str) -> list[dict]
   ckpt.close()
   records = writer.records()
   writer.close()
-  plots.save_curves(records, os.path.join(workdir, "curves.png"))
-  table = metrics_lib.summary_table(records)
-  with open(os.path.join(workdir, "summary.txt"), "w") as f:
-    f.write(table + "\n")
-  print(table, flush=True)
+  if chief:
+    plots.save_curves(records, os.path.join(workdir, "curves.png"))
+    table = metrics_lib.summary_table(records)
+    with open(os.path.join(workdir, "summary.txt"), "w") as f:
+      f.write(table + "\n")
+    print(table, flush=True)
   return records

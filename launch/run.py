@@ -17,6 +17,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config file[:arg]")
 _WORKDIR = flags.DEFINE_string("workdir", None, "output directory (resumes if it has a checkpoint)")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator", None, "multi-process: coordinator address host:port (jax.distributed)")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", 1, "multi-process: number of processes")
+_PROCESS_ID = flags.DEFINE_integer("process_id", 0, "multi-process: this process's index")
 
 
 def parse_flags(argv):
@@ -38,6 +42,12 @@ def default_workdir(config_arg: str) -> str:
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
+  if _COORDINATOR.value:
+    import jax  # pylint: disable=import-outside-toplevel
+    if jax.config.jax_platforms in (None, "", "cpu"):
+      jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
+                               num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value)
   from fedprompt_jax import train  # pylint: disable=import-outside-toplevel
   from fedprompt_jax.config import ConfigError  # pylint: disable=import-outside-toplevel
   from fedprompt_jax.models.hf_loader import CheckpointError  # pylint: disable=import-outside-toplevel

@@ -65,6 +65,8 @@ def make_round_fn(method: PromptMethod, client_tx: optax.GradientTransformation,
                   perturb: Perturb | None = None, donate: bool = True):
   """Returns round_fn(frozen, state, aux, key, inputs) -> (state, RoundOutputs), jitted.
 
+  `key` is a typed PRNG key or its raw `jax.random.key_data`.
+
   Args:
     method: the prompt method.
     client_tx: the clients' local optimizer (fresh state each round).
@@ -111,6 +113,8 @@ def make_round_fn(method: PromptMethod, client_tx: optax.GradientTransformation,
       check_vma=False)
 
   def round_fn(frozen, state: ServerState, aux, key, inputs: RoundInputs):
+    if not jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+      key = jax.random.wrap_key_data(key)  # raw uint32 key data (replicated across processes)
     delta_sum, weight_sum, stats_sum, loss_sum, count, personal, client_loss = sharded_block(
         frozen, state.shared, state.extra, aux, key, state.round, inputs.batches,
         inputs.weights, inputs.client_ids, inputs.personal, inputs.client)
