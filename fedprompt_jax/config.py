@@ -42,6 +42,9 @@ def default_config() -> ml_collections.ConfigDict:
   c.data.tfds_name = ""
   c.data.data_dir = ""
   c.data.max_examples = ml_collections.FieldReference(None, field_type=int)
+  # Base-to-novel: train on the first half of the classes; global_acc is then base accuracy,
+  # novel_acc the other half (never trained on), base_novel_hm their harmonic mean.
+  c.data.base_novel = False
 
   c.fed = ml_collections.ConfigDict()
   c.fed.num_clients = 20

@@ -27,7 +27,7 @@ from fedprompt_jax import plots
 from fedprompt_jax.data import partition as partition_lib
 from fedprompt_jax.data import partition_report
 from fedprompt_jax.data.federated import round_batches
-from fedprompt_jax.data.source import load_source
+from fedprompt_jax.data.source import load_source, split_base_novel
 from fedprompt_jax.fed import mesh as mesh_lib
 from fedprompt_jax.fed import sampling, server
 from fedprompt_jax.fed.client import ClientBatches
@@ -98,6 +98,9 @@ class Run:
     self.model, frozen, ckpt_dir = load_clip(c.clip.checkpoint, dtype=dtype, remat=c.clip.remat)
     self.tokenizer = load_tokenizer(ckpt_dir, self.model.config.text.max_position_embeddings)
     self.source = load_data(c, self.model.config.vision.image_size)
+    self.novel = None
+    if c.data.base_novel:
+      self.source, self.novel = split_base_novel(self.source)
     self.partition = make_partition(c, self.source)
     method = make_method(c.method.name, self.model, c.method)
     self.method = base.local_only(method) if c.fed.local_only else method
@@ -110,6 +113,11 @@ class Run:
     self.aux = self.method.prepare(ctx)
     self.zeroshot = make_method("zeroshot", self.model, c.method)
     self.zeroshot_aux = self.zeroshot.prepare(ctx)
+    if self.novel is not None:
+      novel_ctx = base.Context(self.model, frozen, self.tokenizer, self.novel.class_names,
+                               self.novel.attributes)
+      self.novel_aux = self.method.prepare(novel_ctx)
+      self.zeroshot_novel_aux = self.zeroshot.prepare(novel_ctx)
     self.frozen_global = mesh_lib.replicate(self.mesh, frozen)
     self.aux_global = mesh_lib.replicate(self.mesh, self.aux)
     chunk = default_chunk(jax.default_backend()) if c.fed.chunk == -1 else c.fed.chunk
@@ -164,6 +172,14 @@ class Run:
                                      self.global_client, self.source.test, c.eval.batch_size)
       out.update(evaluate.accuracy_report(preds, self.source.test, self.source.domain_names,
                                           "global_acc"))
+      if self.novel is not None:
+        preds = evaluate.predict_split(self.predict, self.frozen, params, self.novel_aux,
+                                       state.extra, self.global_client, self.novel.test,
+                                       c.eval.batch_size)
+        out.update(evaluate.accuracy_report(preds, self.novel.test, self.novel.domain_names,
+                                            "novel_acc"))
+        b, n = out["global_acc"], out["novel_acc"]
+        out["base_novel_hm"] = 2 * b * n / (b + n) if b + n > 0 else 0.0
     if c.eval.personalized:
       per_call = max(1, c.eval.batch_size // max(1, int(self.partition.test_sizes().max())))
       acc = evaluate.personalized_accuracy(
@@ -178,8 +194,13 @@ class Run:
     zs = evaluate.make_predict(self.zeroshot)
     preds = evaluate.predict_split(zs, self.frozen, {}, self.zeroshot_aux, {}, {},
                                    self.source.test, self.c.eval.batch_size)
-    return evaluate.accuracy_report(preds, self.source.test, self.source.domain_names,
-                                    "zeroshot_acc")
+    out = evaluate.accuracy_report(preds, self.source.test, self.source.domain_names,
+                                   "zeroshot_acc")
+    if self.novel is not None:
+      preds = evaluate.predict_split(zs, self.frozen, {}, self.zeroshot_novel_aux, {}, {},
+                                     self.novel.test, self.c.eval.batch_size)
+      out.update(evaluate.accuracy_report(preds, self.novel.test, None, "zeroshot_novel_acc"))
+    return out
 
 
 def write_run_files(run: Run, c: ml_collections.ConfigDict, workdir: str) -> None:

@@ -175,3 +175,17 @@ def test_subset_and_registry():
   loaded = source.load_source("shapes", image_size=16, num_train_per_class_domain=1,
                               num_test_per_class_domain=1, classes=_FEW[:2])
   assert loaded.train.images.shape == (8, 16, 16, 3)
+
+
+def test_base_novel_split_keeps_novel_classes_out_of_training():
+  from fedprompt_jax.data.source import split_base_novel  # pylint: disable=import-outside-toplevel
+  src = shapes.make_shapes(2, 1, 16, seed=0, domains=("photo",))
+  base, novel = split_base_novel(src)
+  assert base.class_names + novel.class_names == src.class_names
+  assert base.num_classes == 24 and novel.num_classes == 24
+  assert len(novel.train) == 0 and len(base.train) == 2 * 24
+  assert base.train.labels.max() == 23 and novel.test.labels.max() == 23
+  # Novel test images are the source's test images of classes 24..47, relabelled.
+  sel = src.test.labels >= 24
+  np.testing.assert_array_equal(novel.test.images, src.test.images[sel])
+  np.testing.assert_array_equal(novel.test.labels, src.test.labels[sel] - 24)

@@ -169,3 +169,28 @@ def load_source(name: str, /, *, image_size: int, **kwargs: Any) -> DataSource:
   if name not in SOURCES:
     raise ValueError(f"unknown data source {name!r}; valid: {', '.join(sorted(SOURCES))}")
   return SOURCES[name](image_size=image_size, **kwargs)
+
+
+def split_base_novel(src: DataSource) -> tuple[DataSource, DataSource]:
+  """Base-to-novel protocol: the first ceil(C/2) classes are base, the rest novel.
+
+  Returns (base, novel): base keeps labels 0..Cb-1 with its train and test
+  examples; novel holds only test examples of the other classes, relabelled
+  0..Cn-1 (its train split is empty: novel classes are never trained on).
+  """
+  num_base = -(-src.num_classes // 2)
+
+  def restrict(split: Split, lo: int, hi: int) -> Split:
+    sel = (split.labels >= lo) & (split.labels < hi)
+    out = subset(split, sel)
+    return Split(out.images, (out.labels - lo).astype(np.int32), out.domains)
+
+  attrs = lambda names: None if src.attributes is None else {n: src.attributes[n] for n in names}
+  base_names, novel_names = src.class_names[:num_base], src.class_names[num_base:]
+  base = DataSource(f"{src.name}:base", base_names, restrict(src.train, 0, num_base),
+                    restrict(src.test, 0, num_base), src.domain_names, attrs(base_names))
+  empty = restrict(src.train, num_base, num_base)
+  novel = DataSource(f"{src.name}:novel", novel_names, empty,
+                     restrict(src.test, num_base, src.num_classes), src.domain_names,
+                     attrs(novel_names))
+  return base, novel
