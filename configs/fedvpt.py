@@ -13,15 +13,9 @@ def _shallow(c):
 
 
 def _cifar100(c):
-  c.clip.checkpoint = "openai/clip-vit-base-patch16"
-  c.data.source = "tfds"
-  c.data.tfds_name = "cifar100"
-  c.data.data_dir = "~/tensorflow_datasets"
-  c.fed.num_clients = 100
-  c.fed.clients_per_round = 10
+  config_lib.paper_setting(c, "cifar100")
   c.fed.rounds = 50
   c.method.depth = 12
-  c.method.templates = ("a photo of a {}.",)
 
 
 PRESETS = {"shallow": _shallow, "cifar100": _cifar100}

@@ -15,19 +15,11 @@ from fedprompt_jax import config as config_lib
 
 
 def _paper(c, tfds_name):
-  c.clip.checkpoint = "openai/clip-vit-base-patch16"
-  c.data.source = "tfds"
-  c.data.tfds_name = tfds_name
-  c.data.data_dir = "~/tensorflow_datasets"
-  c.fed.num_clients = 100
-  c.fed.clients_per_round = 10
+  config_lib.paper_setting(c, tfds_name)
   c.fed.rounds = 100
-  c.fed.alpha = 0.1
   c.fed.local_steps = 50
-  c.fed.batch_size = 32
   c.optim.lr = 0.01
   c.method.class_layers = 6
-  c.method.templates = ("a photo of a {}.",)
 
 
 def _cifar100(c):

@@ -9,17 +9,9 @@ from fedprompt_jax import config as config_lib
 
 
 def _cifar100(c):
-  c.clip.checkpoint = "openai/clip-vit-base-patch16"
-  c.data.source = "tfds"
-  c.data.tfds_name = "cifar100"
-  c.data.data_dir = "~/tensorflow_datasets"
-  c.fed.num_clients = 100
-  c.fed.clients_per_round = 10
+  config_lib.paper_setting(c, "cifar100")
   c.fed.rounds = 50
-  c.fed.alpha = 0.1
-  c.fed.batch_size = 32
   c.method.num_ctx = 16
-  c.method.templates = ("a photo of a {}.",)
 
 
 PRESETS = {"cifar100": _cifar100}

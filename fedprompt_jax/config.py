@@ -84,6 +84,18 @@ def default_config() -> ml_collections.ConfigDict:
   return c
 
 
+def paper_setting(c: ml_collections.ConfigDict, tfds_name: str) -> None:
+  """The common part of the papers' settings: ViT-B/16 CLIP, a tfds data set, 100 clients, 10%."""
+  c.clip.checkpoint = "openai/clip-vit-base-patch16"
+  c.data.source = "tfds"
+  c.data.tfds_name = tfds_name
+  c.data.data_dir = "~/tensorflow_datasets"
+  c.fed.num_clients = 100
+  c.fed.clients_per_round = 10
+  c.fed.batch_size = 32
+  c.method.templates = ("a photo of a {}.",)
+
+
 def _fail(key: str, value, valid: str):
   raise ConfigError(f"{key}={value!r} is invalid; {valid}")
 
