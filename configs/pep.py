@@ -32,6 +32,8 @@ def _tinyimagenet(c):
 
 def _domainnet(c):
   _paper(c, "domainnet")
+  c.data.tfds_domain_configs = ("clipart", "infograph", "painting", "quickdraw", "real",
+                                "sketch")
   c.fed.partition = "domains"
   c.fed.num_clients = 60
   c.fed.clients_per_round = 6

@@ -42,6 +42,8 @@ def default_config() -> ml_collections.ConfigDict:
   c.data.tfds_name = ""
   c.data.data_dir = ""
   c.data.max_examples = ml_collections.FieldReference(None, field_type=int)
+  # tfds data sets whose domains are builder configs (DomainNet): one config per domain.
+  c.data.tfds_domain_configs = ()
   # Base-to-novel: train on the first half of the classes; global_acc is then base accuracy,
   # novel_acc the other half (never trained on), base_novel_hm their harmonic mean.
   c.data.base_novel = False
