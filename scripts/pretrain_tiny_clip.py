@@ -98,7 +98,7 @@ def evaluate(model, params, tok, seed: int, per_class_domain: int = 10):
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--steps", type=int, default=4000)
+  parser.add_argument("--steps", type=int, default=2000)
   parser.add_argument("--batch", type=int, default=256)
   parser.add_argument("--lr", type=float, default=1e-3)
   parser.add_argument("--per_class_domain", type=int, default=300)
