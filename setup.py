@@ -27,7 +27,9 @@ EXTRAS = {
     # torch is only for the parity fixtures and the live reference tests.
     "torch": ["torch==2.13.0"],
 }
-EXTRAS["test"] = EXTRAS["tfds"] + ["pytest>=8.0", "pytest-xdist>=3.5", "chex>=0.1.90"]
+# IBM's adversarial-robustness-toolbox is the established PGD/AutoPGD the attack tests compare with.
+EXTRAS["test"] = EXTRAS["tfds"] + ["pytest>=8.0", "pytest-xdist>=3.5", "chex>=0.1.90",
+                                   "adversarial-robustness-toolbox>=1.20"]
 
 setuptools.setup(
     name="fedprompt_jax",
