@@ -78,6 +78,15 @@ def default_config() -> ml_collections.ConfigDict:
   c.method.name = "promptfl"
   c.method.templates = world.ZEROSHOT_TEMPLATES
 
+  c.adv = ml_collections.ConfigDict()
+  c.adv.train = "none"   # none | pgd (PGD-AT) | trades
+  c.adv.train_attack = "pgd:linf:eps=1/255:steps=2:step_size=1/255"  # spec: attacks/spec.py
+  c.adv.trades_beta = 6.0
+  # Robust evaluation of every run: attack specs; clean, each attack and the per-example
+  # worst case are reported on the first `eval_examples` global test examples.
+  c.adv.eval = ("pgd:linf:eps=1/255:steps=10",)
+  c.adv.eval_examples = 256
+
   c.eval = ml_collections.ConfigDict()
   c.eval.every = 5
   c.eval.batch_size = 256
@@ -144,6 +153,18 @@ def validate(c: ml_collections.ConfigDict) -> None:
     _fail("clip.dtype", c.clip.dtype, f"valid: {', '.join(DTYPES)}")
   if not isinstance(c.eval.every, int) or c.eval.every < 1:
     _fail("eval.every", c.eval.every, "must be an integer >= 1")
+  from fedprompt_jax.attacks import make_attack  # pylint: disable=g-import-not-at-top
+  from fedprompt_jax.methods.adversarial import MODES  # pylint: disable=g-import-not-at-top
+  if c.adv.train not in MODES:
+    _fail("adv.train", c.adv.train, f"valid: {', '.join(MODES)}")
+  for key, specs in (("adv.train_attack", [c.adv.train_attack]), ("adv.eval", list(c.adv.eval))):
+    for spec in specs:
+      try:
+        make_attack(spec)
+      except ValueError as e:
+        raise ConfigError(f"{key}: {e}") from None
+  if not isinstance(c.adv.eval_examples, int) or c.adv.eval_examples < 1:
+    _fail("adv.eval_examples", c.adv.eval_examples, "must be an integer >= 1")
   if c.seed < 0:
     _fail("seed", c.seed, "must be >= 0")
 

@@ -96,3 +96,33 @@ def client_summary(acc: np.ndarray, prefix: str = "pers_acc") -> dict:
   """Mean and worst-10% (mean of the lowest decile, at least one client) of per-client accuracy."""
   worst = np.sort(acc)[:max(1, int(np.ceil(0.1 * len(acc))))]
   return {f"{prefix}_mean": float(acc.mean()), f"{prefix}_worst10": float(worst.mean())}
+
+
+def make_robust(method: PromptMethod, attacks):
+  """robust(frozen, params, aux, extra, client, pixels uint8 [B,...], labels [B], indices [B], key)
+  -> {"clean", <attack>..., "worst"}: [B] bool, jitted. Per-example keys come from the
+  examples' global indices, so results do not depend on the evaluation batch size."""
+  from fedprompt_jax.attacks import example_keys, robust_accuracy  # pylint: disable=g-import-not-at-top
+
+  def robust(frozen, params, aux, extra, client, pixels, labels, indices, key):
+    x = pixels.astype(jnp.float32) / 255.0
+    logits_fn = lambda v: method.logits(frozen, params, aux, extra, client, v, key)
+    return robust_accuracy(logits_fn, attacks, x, labels, example_keys(key, indices))
+
+  return jax.jit(robust)
+
+
+def robust_report(robust, frozen, params, aux, extra, client, split: Split, num_examples: int,
+                  batch_size: int, key) -> dict:
+  """Clean, per-attack and worst-case robust accuracy on the first `num_examples` of `split`."""
+  n = min(num_examples, len(split))
+  totals = {}
+  for start in range(0, n, batch_size):
+    idx = np.arange(start, min(start + batch_size, n))
+    valid = len(idx)
+    idx = np.concatenate([idx, np.full(batch_size - valid, idx[0])])  # fixed batch shape
+    out = robust(frozen, params, aux, extra, client, split.images[idx], split.labels[idx], idx,
+                 key)
+    for name, correct in out.items():
+      totals[name] = totals.get(name, 0) + int(np.asarray(correct)[:valid].sum())
+  return {f"robust_acc/{name}": count / n for name, count in totals.items()}

@@ -32,7 +32,9 @@ from fedprompt_jax.fed import mesh as mesh_lib
 from fedprompt_jax.fed import sampling, server
 from fedprompt_jax.fed.client import ClientBatches
 from fedprompt_jax.fed.round import RoundInputs, ServerState, init_server_state, make_round_fn
+from fedprompt_jax.attacks import make_attack
 from fedprompt_jax.methods import base, make_method
+from fedprompt_jax.methods.adversarial import adversarial
 from fedprompt_jax.models.hf_loader import load_clip
 from fedprompt_jax.models.tokenizer import load_tokenizer
 
@@ -104,6 +106,9 @@ class Run:
       self.source, self.novel = split_base_novel(self.source)
     self.partition = make_partition(c, self.source)
     method = make_method(c.method.name, self.model, c.method)
+    if c.adv.train != "none":
+      method = adversarial(method, make_attack(c.adv.train_attack), c.adv.train,
+                           c.adv.trades_beta)
     self.method = base.local_only(method) if c.fed.local_only else method
     self.mesh = mesh_lib.make_mesh()
     # `frozen`/`aux` are process-local (host-driven evaluation and preparation);
@@ -129,6 +134,7 @@ class Run:
                                   chunk=chunk)
     self.predict = evaluate.make_predict(self.method)
     self.predict_clients = evaluate.make_personalized_predict(self.method)
+    self.robust = evaluate.make_robust(self.method, [make_attack(a) for a in c.adv.eval])
     hist = self.partition.label_histograms(self.source.train.labels).astype(np.float32)
     self.clients = jax.tree_util.tree_map(
         np.asarray, jax.vmap(self.method.init_client)(jnp.asarray(hist)))
@@ -181,6 +187,11 @@ class Run:
                                             "novel_acc"))
         b, n = out["global_acc"], out["novel_acc"]
         out["base_novel_hm"] = 2 * b * n / (b + n) if b + n > 0 else 0.0
+      if c.adv.eval:
+        out.update(evaluate.robust_report(
+            self.robust, self.frozen, params, self.aux, state.extra, self.global_client,
+            self.source.test, c.adv.eval_examples, c.eval.batch_size,
+            jax.random.key(c.seed + 1)))
     if c.eval.personalized:
       per_call = max(1, c.eval.batch_size // max(1, int(self.partition.test_sizes().max())))
       acc = evaluate.personalized_accuracy(
