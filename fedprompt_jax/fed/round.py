@@ -90,6 +90,8 @@ def make_round_fn(method: PromptMethod, client_tx: optax.GradientTransformation,
     local_k = weights.shape[0]
     if chunk is None or chunk >= local_k:
       res = jax.vmap(one)(args)
+    elif chunk == 1:  # a plain scan over clients: no size-1 vmap around the local update
+      res = jax.lax.map(one, args)
     else:
       res = jax.lax.map(one, args, batch_size=chunk)
     real = (weights > 0).astype(jnp.float32)
