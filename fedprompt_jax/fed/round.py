@@ -88,10 +88,10 @@ def make_round_fn(method: PromptMethod, client_tx: optax.GradientTransformation,
 
     args = (batches, client_ids, personal, client)
     local_k = weights.shape[0]
-    if chunk is None or chunk >= local_k:
-      res = jax.vmap(one)(args)
-    elif chunk == 1:  # a plain scan over clients: no size-1 vmap around the local update
+    if chunk == 1:  # a plain scan over clients: no size-1 vmap around the local update
       res = jax.lax.map(one, args)
+    elif chunk is None or chunk >= local_k:
+      res = jax.vmap(one)(args)
     else:
       res = jax.lax.map(one, args, batch_size=chunk)
     real = (weights > 0).astype(jnp.float32)
