@@ -14,14 +14,7 @@ def _cifar100(c):
   c.method.num_ctx = 16
 
 
-def _at(c):
-  """The adversarially trained baseline (+AT): PGD-AT in every local step."""
-  c.adv.train = "pgd"
-  c.adv.train_attack = "pgd:linf:eps=1/255:steps=2:step_size=1/255"
-  c.adv.eval = ("pgd:linf:eps=1/255:steps=10", "apgd-ce:linf:eps=1/255:steps=20")
-
-
-PRESETS = {"at": _at, "cifar100": _cifar100}
+PRESETS = {"at": config_lib.adversarial_training, "cifar100": _cifar100}
 
 
 def get_config(arg=None):

@@ -107,6 +107,13 @@ def paper_setting(c: ml_collections.ConfigDict, tfds_name: str) -> None:
   c.method.templates = ("a photo of a {}.",)
 
 
+def adversarial_training(c: ml_collections.ConfigDict) -> None:
+  """The "+AT" baselines: PGD-AT in every local step, PGD and APGD-CE robust evaluation."""
+  c.adv.train = "pgd"
+  c.adv.train_attack = "pgd:linf:eps=1/255:steps=2:step_size=1/255"
+  c.adv.eval = ("pgd:linf:eps=1/255:steps=10", "apgd-ce:linf:eps=1/255:steps=20")
+
+
 def _fail(key: str, value, valid: str):
   raise ConfigError(f"{key}={value!r} is invalid; {valid}")
 
