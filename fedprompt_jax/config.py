@@ -66,6 +66,8 @@ def default_config() -> ml_collections.ConfigDict:
   c.fed.server_optimizer = "fedavg"
   c.fed.server_lr = 1.0
   c.fed.local_only = False
+  # Extra clients that never train, evaluated as new clients (prior from their own labels).
+  c.fed.new_clients = 0
   c.fed.chunk = -1   # clients vmapped at once per device; -1 = the backend's default
 
   c.optim = ml_collections.ConfigDict()
@@ -137,6 +139,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
     value = c.fed[key]
     if not isinstance(value, int) or value < 1:
       _fail(f"fed.{key}", value, "must be an integer >= 1")
+  if not isinstance(c.fed.new_clients, int) or c.fed.new_clients < 0:
+    _fail("fed.new_clients", c.fed.new_clients, "must be an integer >= 0")
   if c.fed.clients_per_round > c.fed.num_clients:
     _fail("fed.clients_per_round", c.fed.clients_per_round,
           f"must be <= fed.num_clients={c.fed.num_clients}")

@@ -76,8 +76,14 @@ def load_data(c: ml_collections.ConfigDict, image_size: int):
 
 
 def make_partition(c: ml_collections.ConfigDict, source):
+  total = c.fed.num_clients + c.fed.new_clients
+  if total > len(source.train):
+    new = f" + fed.new_clients={c.fed.new_clients}" if c.fed.new_clients else ""
+    raise config_lib.ConfigError(f"fed.num_clients={c.fed.num_clients}{new} exceeds the "
+                                 f"{len(source.train)} training examples")
   return partition_lib.make_partition(
-      source, scheme=c.fed.partition, num_clients=c.fed.num_clients, seed=c.seed,
+      source, scheme=c.fed.partition, num_clients=c.fed.num_clients + c.fed.new_clients,
+      seed=c.seed,
       alpha=c.fed.alpha, classes_per_client=c.fed.classes_per_client,
       shards_per_client=c.fed.shards_per_client, domains_per_client=c.fed.domains_per_client,
       shots=c.fed.shots, min_size=c.fed.min_size, test_fraction=c.fed.test_fraction)
@@ -146,7 +152,7 @@ class Run:
     shared, personal = base.split_params(self.method, params)
     state = init_server_state(self.method, self.server_tx, shared, self.aux)
     state = mesh_lib.replicate(self.mesh, state)  # restores keep this placement
-    return state, stack_tree(personal, self.c.fed.num_clients)
+    return state, stack_tree(personal, self.partition.num_clients)
 
   def round_inputs(self, round_index: int, personal_all: Tree):
     """The sampled ids and the round's sharded inputs; each process builds only its own rows."""
@@ -199,7 +205,10 @@ class Run:
           self.clients, self.source.test,
           [self.partition.test_of(k) for k in range(self.partition.num_clients)],
           min(per_call, self.partition.num_clients))
-      out.update(evaluate.client_summary(acc))
+      trained = c.fed.num_clients  # clients c.fed.num_clients.. never train: "new" clients
+      out.update(evaluate.client_summary(acc[:trained]))
+      if c.fed.new_clients:
+        out.update(evaluate.client_summary(acc[trained:], prefix="new_client_acc"))
     return out
 
   def zero_shot_accuracy(self) -> dict:

@@ -25,7 +25,7 @@ RUNS = {
     "promptfl": ("configs/promptfl.py", ()),
     "local_only": ("configs/fedvpt.py", ("fed.local_only=True",)),
 }
-SHARED_KEYS = ("fed.num_clients", "fed.clients_per_round", "fed.rounds", "fed.alpha",
+SHARED_KEYS = ("fed.num_clients", "fed.new_clients", "fed.clients_per_round", "fed.rounds", "fed.alpha",
                "fed.partition", "fed.local_steps", "fed.batch_size", "fed.min_size",
                "data.train_per_class_domain", "data.test_per_class_domain")
 METRICS = ("pers_acc_mean", "pers_acc_worst10", "global_acc", "zeroshot_acc")

@@ -18,7 +18,8 @@ RUN = os.path.join(REPO, "launch", "run.py")
 SMALL = [f"--config.clip.checkpoint={fixture_dir('clip_tiny_a')}",
          "--config.eval.check_zero_shot=False", "--config.fed.rounds=6", "--config.eval.every=1",
          "--config.data.train_per_class_domain=2", "--config.data.test_per_class_domain=1",
-         "--config.fed.num_clients=8", "--config.fed.clients_per_round=3",
+         "--config.fed.num_clients=8", "--config.fed.new_clients=2",
+         "--config.fed.clients_per_round=3",
          "--config.fed.local_steps=2", "--config.fed.batch_size=8", "--config.method.depth=2"]
 
 
@@ -52,6 +53,7 @@ def test_sigkill_mid_run_then_resume_equals_uninterrupted(tmp_path):
   assert any(n.startswith("events.out.tfevents") for n in os.listdir(full))
   reference = records(full)
   assert [r["round"] for r in reference] == list(range(7))
+  assert {"pers_acc_mean", "new_client_acc_mean", "robust_acc/worst"} <= set(reference[-1])
   assert "Final results (round 6" in done.stdout
 
   proc = subprocess.Popen(command(killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -99,7 +101,7 @@ def test_cli_errors_are_one_line(tmp_path):
   for extra, fragment, code in (
       (["--config.fed.no_such_key=1"], "no_such_key", 2),
       (["--config.fed.num_clients=100000", "--config.fed.clients_per_round=2"],
-       "fed.num_clients=100000 exceeds the 384 training examples", 1),
+       "fed.num_clients=100000 + fed.new_clients=2 exceeds the 384 training examples", 1),
   ):
     workdir = tmp_path / "w"
     result = subprocess.run(command(workdir, *extra), capture_output=True, text=True, env=env(),
