@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fedprompt_jax.data.source import Split
-from fedprompt_jax.methods.base import PromptMethod
+from fedprompt_jax.methods.base import PromptMethod, merge_params
 
 Tree = Any
 
@@ -57,7 +57,6 @@ def make_personalized_predict(method: PromptMethod):
   """Per-client predictions: params/client constants [n, ...], pixels [n, T, H, W, 3] -> [n, T]."""
 
   def one(frozen, shared, personal, aux, extra, client, pixels):
-    from fedprompt_jax.methods.base import merge_params  # pylint: disable=g-import-not-at-top
     params = merge_params(shared, personal)
     x = pixels.astype(jnp.float32) / 255.0
     logits = method.logits(frozen, params, aux, extra, client, x, jax.random.key(0))

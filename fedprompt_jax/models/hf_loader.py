@@ -163,7 +163,8 @@ def _summarise(kind: str, items: list[str], limit: int = 6) -> str:
 
 def params_from_tensors(model: Clip, tensors: dict[str, np.ndarray], source: str = "checkpoint"):
   """Maps transformers tensors onto the parameter tree of `model`, strictly."""
-  expected = _paths(model.param_shapes())
+  shapes = model.param_shapes()
+  expected = _paths(shapes)
   used, missing, misshaped = set(), [], []
   leaves = []
   for path, spec in expected:
@@ -188,7 +189,7 @@ def params_from_tensors(model: Clip, tensors: dict[str, np.ndarray], source: str
     problems.append(_summarise("unexpected", unexpected))
   if problems:
     raise CheckpointError(f"{source} does not match its config.json: " + "; ".join(problems))
-  treedef = jax.tree_util.tree_structure(model.param_shapes())
+  treedef = jax.tree_util.tree_structure(shapes)
   return jax.tree_util.tree_unflatten(
       treedef, [jnp.asarray(v, jnp.float32) for v in leaves])
 
