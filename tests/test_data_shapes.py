@@ -49,8 +49,9 @@ def test_classes_domains_and_balance(data):
   assert data.class_names == shapes.CLASS_NAMES and "red circle" in data.class_names
   assert data.domain_names == shapes.DOMAINS and len(shapes.DOMAINS) >= 4
   for split, n in ((data.train, _TRAIN), (data.test, _TEST)):
-    assert split.images.shape == (n * 48 * 4, 32, 32, 3) and split.images.dtype == np.uint8
-    counts = np.bincount(split.labels * 4 + split.domains, minlength=48 * 4)
+    d = len(shapes.DOMAINS)
+    assert split.images.shape == (n * 48 * d, 32, 32, 3) and split.images.dtype == np.uint8
+    counts = np.bincount(split.labels * d + split.domains, minlength=48 * d)
     np.testing.assert_array_equal(counts, n)
     assert split.images.min() < 30 and split.images.max() > 225  # full uint8 range used
 
@@ -94,11 +95,17 @@ def test_subsets_keep_the_images_of_their_classes(data):
 def test_colour_is_recoverable_in_every_domain(data):
   colour = data.test.labels % len(shapes.COLOURS)
   assert [n.split()[0] for n in data.class_names[:6]] == list(shapes.COLOURS)
-  predicted = _colour_of(data.test.images)
+  # falsecolour swaps the red and green channels; undoing it recovers the colour.
+  undo = np.argsort(shapes._FALSE_COLOUR_CHANNELS)  # pylint: disable=protected-access
+  false = data.test.domains == data.domain_names.index("falsecolour")
+  images = np.where(false[:, None, None, None], data.test.images[..., undo], data.test.images)
+  predicted = _colour_of(images)
   for d, domain in enumerate(data.domain_names):
     in_domain = data.test.domains == d
     accuracy = (predicted[in_domain] == colour[in_domain]).mean()
     assert accuracy >= 0.9, (domain, accuracy)
+  # As rendered, most false colours name the wrong palette colour.
+  assert (_colour_of(data.test.images[false]) == colour[false]).mean() <= 0.5
 
 
 def test_raw_pixels_are_informative_but_not_enough(data):
@@ -174,7 +181,7 @@ def test_subset_and_registry():
   assert str(info.value) == "unknown data source 'xyz'; valid: digits, shapes, tfds"
   loaded = source.load_source("shapes", image_size=16, num_train_per_class_domain=1,
                               num_test_per_class_domain=1, classes=_FEW[:2])
-  assert loaded.train.images.shape == (8, 16, 16, 3)
+  assert loaded.train.images.shape == (2 * len(shapes.DOMAINS), 16, 16, 3)
 
 
 def test_base_novel_split_keeps_novel_classes_out_of_training():

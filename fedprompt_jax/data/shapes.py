@@ -4,14 +4,21 @@ Each class is a (colour, shape) pair such as "red circle": 6 colours x 8 shapes
 = 48 classes. Within a class every example varies in size (the shape spans
 about 44-76% of the image side), position, rotation (+-35 degrees), fill
 (solid or outlined) and surface texture (plain, stripes, dots). Each example is
-drawn in one of four visual domains:
+drawn in one of five visual domains:
 
-  photo    smooth two-colour gradient background, soft shading and a drop
-           shadow on the shape.
-  sketch   paper background; the shape is a thin dark ink outline with a
-           coloured stroke just inside it, and coloured hatching when solid.
-  noisy    flat background, then strong Gaussian pixel noise.
-  pattern  busy striped or checkered background in two muted colours.
+  photo        smooth two-colour gradient background, soft shading and a drop
+               shadow on the shape.
+  sketch       paper background; the shape is a thin dark ink outline with a
+               coloured stroke just inside it, and coloured hatching when solid.
+  noisy        flat background, then strong Gaussian pixel noise.
+  pattern      busy striped or checkered background in two muted colours.
+  falsecolour  a photo with its red and green channels swapped, as in the
+               false-colour composites of multispectral imagery: shape, texture
+               and contrast are intact, but a red circle looks green, a green
+               one red, an orange one lime; blue and yellow stay near their
+               names. Most colour names are wrong for it, so a model that never
+               saw the domain does poorly zero-shot, while the image still holds
+               everything needed to tell the classes apart.
 
 Class colours are saturated and backgrounds are muted, so colour (and shape)
 stay recoverable in every domain while raw pixels differ a lot between them.
@@ -43,7 +50,8 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "purple": (140, 55, 180),
     "orange": (245, 130, 25),
 }
-DOMAINS: tuple[str, ...] = ("photo", "sketch", "noisy", "pattern")
+DOMAINS: tuple[str, ...] = ("photo", "sketch", "noisy", "pattern", "falsecolour")
+_FALSE_COLOUR_CHANNELS = (1, 0, 2)  # output (R, G, B) = input (G, R, B)
 CLASS_NAMES: tuple[str, ...] = tuple(f"{c} {s}" for s in SHAPES for c in COLOURS)
 
 _SHAPE_FACTS: dict[str, tuple[str, ...]] = {
@@ -208,7 +216,7 @@ def _render_block(
 
 def _draw_domain_style(rng: np.random.Generator, domain: str, n: int) -> dict[str, np.ndarray]:
   """Draws the per-example background parameters of a domain."""
-  if domain == "photo":
+  if domain in ("photo", "falsecolour"):
     return {
         "c1": _muted(rng, n, (0.05, 0.35), (0.35, 0.9)),
         "c2": _muted(rng, n, (0.05, 0.35), (0.35, 0.9)),
@@ -440,9 +448,15 @@ def _render_pattern(rng, geom, rgb, solid, texture, style):
   return _over(image, _surface(geom, rgb, texture), _shape_alpha(geom, solid))
 
 
+def _render_falsecolour(rng, geom, rgb, solid, texture, style):
+  photo = _render_photo(rng, geom, rgb, solid, texture, style)
+  return photo[..., _FALSE_COLOUR_CHANNELS]
+
+
 _DOMAIN_RENDERERS = {
     "photo": _render_photo,
     "sketch": _render_sketch,
     "noisy": _render_noisy,
     "pattern": _render_pattern,
+    "falsecolour": _render_falsecolour,
 }
