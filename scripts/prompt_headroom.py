@@ -7,7 +7,7 @@ test accuracy of zero-shot and of the prompted model. The frozen CLIP is an
 argument of the jitted step, never a closure constant.
 
   python scripts/prompt_headroom.py                 # the embedded tiny CLIP, 16 shots
-  python scripts/prompt_headroom.py --targets=pattern --seeds=0,1,2
+  python scripts/prompt_headroom.py --targets=falsecolour --seeds=0,1,2
 """
 
 from __future__ import annotations
@@ -95,12 +95,12 @@ def main():
   parser.add_argument("--batch", type=int, default=64)
   parser.add_argument("--lr", type=float, default=3e-2)
   parser.add_argument("--seeds", default="0")
-  parser.add_argument("--targets", default="", help="comma-separated subset, e.g. pattern,digits")
+  parser.add_argument("--targets", default="", help="comma-separated subset, e.g. falsecolour,digits")
   args = parser.parse_args()
   model, params, ckpt = load_clip(args.checkpoint)
   tok = load_tokenizer(ckpt, model.config.text.max_position_embeddings)
   wanted = [t for t in args.targets.split(",") if t]
-  print(f"{'target':<16} {'seed':>4} {'zero-shot':>9} {'deep VPT':>9} {'gain':>7}  time")
+  print(f"{'target':<19} {'seed':>4} {'zero-shot':>9} {'deep VPT':>9} {'gain':>7}  time")
   for seed in (int(s) for s in args.seeds.split(",")):
     for name, (src, train, test) in targets(seed).items():
       if wanted and not any(name.endswith(w) for w in wanted):
@@ -113,7 +113,7 @@ def main():
       prompts = train_deep_vpt(model, params, head, shots, num_tokens=args.tokens,
                                steps=args.steps, batch=args.batch, lr=args.lr, seed=seed)
       vpt = prompted_accuracy(model, params, head, prompts, test)
-      print(f"{name:<16} {seed:>4} {zs:>9.1%} {vpt:>9.1%} {100 * (vpt - zs):>+6.1f}pt  "
+      print(f"{name:<19} {seed:>4} {zs:>9.1%} {vpt:>9.1%} {100 * (vpt - zs):>+6.1f}pt  "
             f"{time.time() - start:.0f}s", flush=True)
 
 

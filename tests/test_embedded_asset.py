@@ -1,5 +1,6 @@
 """The shipped tiny CLIP: loads in our loader and in transformers alike, and knows its world."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -12,7 +13,7 @@ from clip_fixtures import HAS_TORCH
 from fedprompt_jax import assets, zeroshot_eval
 from fedprompt_jax.assets import world
 from fedprompt_jax.data import digits, shapes
-from fedprompt_jax.models import hf_loader
+from fedprompt_jax.models import hf_loader, zeroshot
 from fedprompt_jax.models.clip import normalize
 from fedprompt_jax.models.tokenizer import load_tokenizer
 
@@ -48,6 +49,27 @@ def test_zero_shot_on_held_out_test_images(embedded):
   dg = digits.load_digits(world.IMAGE_SIZE, seed=0)
   acc_digits = zeroshot_eval.accuracy_by_domain(model, params, tok, dg, world.ZEROSHOT_TEMPLATES)
   assert acc_digits["all"] >= 0.75, acc_digits
+
+
+def _headroom_script():
+  spec = importlib.util.spec_from_file_location(
+      "prompt_headroom", os.path.join(REPO, "scripts", "prompt_headroom.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_falsecolour_leaves_room_for_prompts(embedded):
+  """The held-out falsecolour domain: zero-shot poor, 8-shot deep VPT far above it (~16% -> ~46%)."""
+  model, params, tok = embedded
+  headroom = _headroom_script()
+  sh = shapes.make_shapes(8, 4, world.IMAGE_SIZE, seed=54321, domains=("falsecolour",))
+  head = zeroshot.class_text_features(model, params, tok, sh.class_names, world.ZEROSHOT_TEMPLATES)
+  zero_shot = float((zeroshot.predict(model, params, head, sh.test.images) == sh.test.labels).mean())
+  prompts = headroom.train_deep_vpt(model, params, head, sh.train, num_tokens=8, steps=120,
+                                    batch=64, lr=3e-2, seed=0)
+  tuned = headroom.prompted_accuracy(model, params, head, prompts, sh.test)
+  assert zero_shot < 0.3 and tuned >= zero_shot + 0.15, (zero_shot, tuned)
 
 
 @pytest.mark.skipif(not HAS_TORCH, reason="torch not installed")
