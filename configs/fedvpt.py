@@ -24,6 +24,7 @@ PRESETS = {"at": config_lib.adversarial_training, "shallow": _shallow, "cifar100
 
 def get_config(arg=None):
   c = config_lib.default_config()
+  config_lib.heldout_domain(c)  # shapes, falsecolour only: the held-out target domain
   c.method.name = "fedvpt"
   c.method.num_tokens = 8
   c.method.depth = 4

@@ -45,6 +45,9 @@ PRESETS = {"cifar100": _cifar100, "tinyimagenet": _tinyimagenet, "domainnet": _d
 def get_config(arg=None):
   c = config_lib.default_config()
   c.method.name = "pep"
+  # The four true-colour domains, mixed across clients: PEP-FedPT's setting is label and domain
+  # heterogeneity, not adaptation to one unseen domain (configs/promptfl.py and fedvpt.py).
+  c.data.domains = ("photo", "sketch", "noisy", "pattern")
   c.method.num_shared = 4
   c.method.num_class_tokens = 4
   c.method.class_layers = 2      # l_c: the second half of the tiny CLIP's 4 layers

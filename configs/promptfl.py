@@ -19,6 +19,7 @@ PRESETS = {"at": config_lib.adversarial_training, "cifar100": _cifar100}
 
 def get_config(arg=None):
   c = config_lib.default_config()
+  config_lib.heldout_domain(c)  # shapes, falsecolour only: the held-out target domain
   c.method.name = "promptfl"
   c.method.num_ctx = 4
   c.method.ctx_init = "random"

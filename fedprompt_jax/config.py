@@ -102,11 +102,25 @@ def paper_setting(c: ml_collections.ConfigDict, tfds_name: str) -> None:
   c.clip.checkpoint = "openai/clip-vit-base-patch16"
   c.data.source = "tfds"
   c.data.tfds_name = tfds_name
+  c.data.domains = None
   c.data.data_dir = "~/tensorflow_datasets"
   c.fed.num_clients = 100
   c.fed.clients_per_round = 10
   c.fed.batch_size = 32
   c.method.templates = ("a photo of a {}.",)
+
+
+def heldout_domain(c: ml_collections.ConfigDict) -> None:
+  """The embedded default of the global-model baselines: adapt CLIP to a domain it never saw.
+
+  The tiny CLIP's pretraining never saw shapes' `falsecolour` domain (red and
+  green swapped), so zero-shot is poor there (about 16% top-1 over 48 classes)
+  while the images hold what prompts need (16-shot deep VPT reaches about 60%):
+  the EuroSAT situation of real CLIP, where CoOp and VPT gain most.
+  """
+  c.data.domains = ("falsecolour",)
+  c.data.train_per_class_domain = 100
+  c.data.test_per_class_domain = 20
 
 
 def adversarial_training(c: ml_collections.ConfigDict) -> None:

@@ -27,7 +27,7 @@ RUNS = {
 }
 SHARED_KEYS = ("fed.num_clients", "fed.new_clients", "fed.clients_per_round", "fed.rounds", "fed.alpha",
                "fed.partition", "fed.local_steps", "fed.batch_size", "fed.min_size",
-               "data.train_per_class_domain", "data.test_per_class_domain")
+               "data.domains", "data.train_per_class_domain", "data.test_per_class_domain")
 METRICS = ("pers_acc_mean", "pers_acc_worst10", "global_acc", "zeroshot_acc")
 
 _WORKDIR = flags.DEFINE_string("workdir", "workdirs/compare", "where the runs and the table go")
