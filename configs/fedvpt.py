@@ -1,6 +1,6 @@
 """FedVPT: learnable visual prompt tokens (shallow, or deep over the first J layers).
 
-  python launch/run.py --config=configs/fedvpt.py                   # embedded default, deep
+  python launch/run.py --config=configs/fedvpt.py                   # embedded default (falsecolour), deep
   python launch/run.py --config=configs/fedvpt.py:shallow
   python launch/run.py --config=configs/fedvpt.py:cifar100
   python launch/run.py --config=configs/fedvpt.py:at                # FedVPT+AT (adversarial)

@@ -1,6 +1,6 @@
 """PromptFL (CoOp in federated learning): learnable text context shared by all classes.
 
-  python launch/run.py --config=configs/promptfl.py                 # embedded default (offline)
+  python launch/run.py --config=configs/promptfl.py                 # embedded default: held-out falsecolour
   python launch/run.py --config=configs/promptfl.py:cifar100        # paper-style setting
   python launch/run.py --config=configs/promptfl.py:at              # PromptFL+AT (adversarial)
 """
