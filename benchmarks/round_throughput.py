@@ -132,10 +132,9 @@ def compiled_bytes(compiled) -> dict[str, float]:
 
 
 def put_inputs(b: dict[str, np.ndarray], weights: np.ndarray, mesh) -> RoundInputs:
-  put = lambda x: jax.device_put(np.ascontiguousarray(x), mesh_lib.client_sharding(mesh))
-  return RoundInputs(ClientBatches(put(b["pixels"]), put(b["labels"]), put(b["mask"])),
-                     put(weights.astype(np.float32)), put(b["client_ids"].astype(np.int32)),
-                     {}, {})
+  return mesh_lib.shard_clients(mesh, RoundInputs(
+      ClientBatches(b["pixels"], b["labels"], b["mask"]), weights.astype(np.float32),
+      b["client_ids"].astype(np.int32), {}, {}))
 
 
 def random_inputs(k: int, padded: int, steps: int, batch: int, mesh) -> RoundInputs:
@@ -197,18 +196,25 @@ def client_loop(setup: Setup, inputs: RoundInputs, k: int) -> Callable[[], None]
 
 
 def central_steps(setup: Setup):
-  """Plain centralised training: S jitted SGD steps (one scan) of the same loss, batch K*B."""
-  def loss(params, x, y):
-    return setup.method.example_loss(setup.frozen, params, setup.aux, {}, {}, x, y, KEY).mean()
+  """Plain centralised training: S jitted SGD steps (one scan) of the same loss, batch K*B.
 
-  def step(carry, batch):
+  Like the round, both functions take the frozen CLIP and aux as arguments (never
+  compile-time constants): train(frozen, aux, params, pixels, labels) and
+  step(frozen, aux, (params, opt_state), (pixels, labels)).
+  """
+  def loss(frozen, aux, params, x, y):
+    return setup.method.example_loss(frozen, params, aux, {}, {}, x, y, KEY).mean()
+
+  def step(frozen, aux, carry, batch):
     params, opt_state = carry
-    grads = jax.grad(loss)(params, batch[0].astype(jnp.float32) / 255.0, batch[1])
+    grads = jax.grad(loss, argnums=2)(frozen, aux, params,
+                                      batch[0].astype(jnp.float32) / 255.0, batch[1])
     updates, opt_state = CLIENT_TX.update(grads, opt_state, params)
     return (optax.apply_updates(params, updates), opt_state), None
 
-  def train(params, pixels, labels):
-    return jax.lax.scan(step, (params, CLIENT_TX.init(params)), (pixels, labels))[0][0]
+  def train(frozen, aux, params, pixels, labels):
+    carry = (params, CLIENT_TX.init(params))
+    return jax.lax.scan(lambda c, b: step(frozen, aux, c, b), carry, (pixels, labels))[0][0]
   return jax.jit(train), step
 
 
@@ -320,15 +326,17 @@ class Bench:
     b = r["inputs"].batches
     swap = lambda x: jnp.swapaxes(x, 0, 1).reshape((s, k * bsz) + x.shape[3:])
     pixels, labels = jax.device_put((swap(b.pixels[:k]), swap(b.labels[:k])), jax.devices()[0])
-    train, _ = central_steps(self.setups["tiny"])
-    compiled = train.lower(self.setups["tiny"].shared, pixels, labels).compile()
+    tiny = self.setups["tiny"]
+    train, _ = central_steps(tiny)
+    compiled = train.lower(tiny.frozen, tiny.aux, tiny.shared, pixels, labels).compile()
     mem = compiled_bytes(compiled).get("total", 0)
     if "seconds" not in r or mem * 2 ** 20 > self.limit:
       print(f"  skipped: round {r.get('skipped') or 'fits'}, centralised needs {mem:.0f} MB "
             f"(limit {self.limit / 2 ** 20:.0f} MB)")
       return
     central, _ = median_time(lambda: jax.block_until_ready(
-        compiled(self.setups["tiny"].shared, pixels, labels)), self.a.repeats, self.a.budget)
+        compiled(tiny.frozen, tiny.aux, tiny.shared, pixels, labels)), self.a.repeats,
+        self.a.budget)
     images = k * s * bsz
     out = dict(k=k, chunk=chunk, round_images_s=images / r["seconds"],
                central_images_s=images / central, ratio=central / r["seconds"])
@@ -411,7 +419,8 @@ class Bench:
                 .values())
       _, step = central_steps(setup)
       b = r["inputs"].batches
-      cost = jax.jit(step).lower((setup.shared, CLIENT_TX.init(setup.shared)),
+      cost = jax.jit(step).lower(setup.frozen, setup.aux,
+                                 (setup.shared, CLIENT_TX.init(setup.shared)),
                                  (b.pixels[0, 0], b.labels[0, 0])).compile().cost_analysis()
       cost = cost[0] if isinstance(cost, (list, tuple)) else cost
       xla = (cost or {}).get("flops", float("nan")) / bsz

@@ -18,7 +18,7 @@ Tree = Any
 
 
 class Checkpointer:
-  """Saves and restores {"server": ServerState, "clients": tree} by round."""
+  """Saves and restores {"server": ServerState, "personal": tree} by round."""
 
   def __init__(self, workdir: str, max_to_keep: int = 2):
     self.directory = os.path.join(os.path.abspath(workdir), "ckpt")

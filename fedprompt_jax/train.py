@@ -9,7 +9,6 @@ a checkpoint resumes from it and replays exactly.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from typing import Any
@@ -82,7 +81,7 @@ def make_partition(c: ml_collections.ConfigDict, source):
     raise config_lib.ConfigError(f"fed.num_clients={c.fed.num_clients}{new} exceeds the "
                                  f"{len(source.train)} training examples")
   return partition_lib.make_partition(
-      source, scheme=c.fed.partition, num_clients=c.fed.num_clients + c.fed.new_clients,
+      source, scheme=c.fed.partition, num_clients=total,
       seed=c.seed,
       alpha=c.fed.alpha, classes_per_client=c.fed.classes_per_client,
       shards_per_client=c.fed.shards_per_client, domains_per_client=c.fed.domains_per_client,
@@ -117,9 +116,11 @@ class Run:
                            c.adv.trades_beta)
     self.method = base.local_only(method) if c.fed.local_only else method
     self.mesh = mesh_lib.make_mesh()
-    # `frozen`/`aux` are process-local (host-driven evaluation and preparation);
-    # `frozen_global`/`aux_global` are replicated over the mesh for the round.
-    self.frozen = frozen
+    # `frozen_global`/`aux_global` are replicated over the mesh for the round;
+    # `frozen`/`aux` are process-local (host-driven evaluation and preparation), and
+    # `frozen` is the first local device's copy of `frozen_global`, not a second one.
+    self.frozen_global = mesh_lib.replicate(self.mesh, frozen)
+    self.frozen = frozen = mesh_lib.local_copy(self.frozen_global)
     ctx = base.Context(self.model, frozen, self.tokenizer, self.source.class_names,
                        self.source.attributes)
     self.aux = self.method.prepare(ctx)
@@ -130,14 +131,12 @@ class Run:
                                self.novel.attributes)
       self.novel_aux = self.method.prepare(novel_ctx)
       self.zeroshot_novel_aux = self.zeroshot.prepare(novel_ctx)
-    self.frozen_global = mesh_lib.replicate(self.mesh, frozen)
     self.aux_global = mesh_lib.replicate(self.mesh, self.aux)
-    chunk = default_chunk(jax.default_backend()) if c.fed.chunk == -1 else c.fed.chunk
-    self.chunk = chunk
+    self.chunk = default_chunk(jax.default_backend()) if c.fed.chunk == -1 else c.fed.chunk
     self.client_tx = client_optimizer(c)
     self.server_tx = server.make_server_optimizer(c.fed.server_optimizer, c.fed.server_lr)
     self.round_fn = make_round_fn(self.method, self.client_tx, self.server_tx, self.mesh,
-                                  chunk=chunk)
+                                  chunk=self.chunk)
     self.predict = evaluate.make_predict(self.method)
     self.predict_clients = evaluate.make_personalized_predict(self.method)
     self.robust = evaluate.make_robust(self.method, [make_attack(a) for a in c.adv.eval])

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import numpy as np
-
 from fedprompt_jax.data.source import DataSource
 from fedprompt_jax.models import zeroshot
 from fedprompt_jax.models.clip import Clip

@@ -86,11 +86,11 @@ def main(argv):
     return 1
   results = {}
   try:
+    base_c = load_config("configs/pep.py", list(_SET.value))  # shared federation setting
     for name in _METHODS.value:
       path, extra = RUNS[name]
       for seed in _SEEDS.value:
         c = load_config(path, list(extra) + list(_SET.value) + [f"seed={int(seed)}"])
-        base_c = load_config("configs/pep.py", list(_SET.value))  # shared federation setting
         for key in SHARED_KEYS:
           section, leaf = key.split(".")
           c[section][leaf] = base_c[section][leaf]

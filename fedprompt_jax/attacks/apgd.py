@@ -151,8 +151,6 @@ def apgd(logits_fn: LogitsFn, x: Array, y: Array, key: Array, *, eps, steps: int
     raise ValueError(f"unknown loss {loss!r} for apgd; valid: {', '.join(APGD_LOSSES)}")
   if steps < 1 or n_restarts < 1:
     raise ValueError(f"steps={steps}, n_restarts={n_restarts}; valid: integers >= 1")
-  if targeted and target is None:
-    target = 1
   objective = make_objective(logits_fn, x, y, loss=loss, targeted=targeted, target=target)
   vg = jax.value_and_grad(objective, has_aux=True)
 

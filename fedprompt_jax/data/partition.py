@@ -104,8 +104,7 @@ class Partition:
       raise ValueError(f"split={split!r} is unknown; valid: test, train")
     indices, offsets = getattr(self, f"{split}_indices"), getattr(self, f"{split}_offsets")
     n, c = self.num_clients, self.num_classes
-    client = np.repeat(np.arange(n, dtype=np.int64), np.diff(offsets))
-    keys = client * c + np.asarray(labels, dtype=np.int64)[indices]
+    keys = entry_clients(offsets) * c + np.asarray(labels, dtype=np.int64)[indices]
     return np.bincount(keys, minlength=n * c).reshape(n, c)
 
   def content_hash(self) -> str:
@@ -353,10 +352,34 @@ def _cap_shots(rng, owner: np.ndarray, labels: np.ndarray, num_classes: int,
   """Returns [n] owner with all but a random `shots` per (client, class) set to -1."""
   used = np.flatnonzero(owner >= 0)
   used = used[rng.permutation(used.size)]
-  used = used[np.argsort(owner[used] * num_classes + labels[used], kind="stable")]
+  keys = owner[used] * num_classes + labels[used]
+  order = np.argsort(keys, kind="stable")
   capped = owner.copy()
-  capped[used[_rank_in_runs(owner[used] * num_classes + labels[used]) >= shots]] = -1
+  capped[used[order][_rank_in_runs(keys[order]) >= shots]] = -1
   return capped
+
+
+def entry_clients(offsets: np.ndarray) -> np.ndarray:
+  """[m] int64 client of each entry of a CSR list with [N+1] `offsets`."""
+  return np.repeat(np.arange(offsets.size - 1, dtype=np.int64), np.diff(offsets))
+
+
+def client_class_counts(indices: np.ndarray, offsets: np.ndarray, labels: np.ndarray,
+                        num_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Sparse per-client class counts of a CSR split.
+
+  Args:
+    indices, offsets: the split's CSR lists ([m] indices into `labels`, [N+1]).
+    labels: [n] int labels the indices point into.
+    num_classes: C.
+
+  Returns:
+    ([P] client, [P] class, [P] count) for the P (client, class) pairs with a
+    non-zero count, sorted by client then class.
+  """
+  keys, counts = np.unique(entry_clients(offsets) * num_classes + labels[indices],
+                           return_counts=True)
+  return keys // num_classes, keys % num_classes, counts
 
 
 def _rank_in_runs(keys: np.ndarray) -> np.ndarray:
@@ -398,9 +421,8 @@ def _draw_tests(rng, train_indices: np.ndarray, train_offsets: np.ndarray,
   sizes = np.diff(train_offsets)
   wanted = np.maximum(min_test, np.floor(test_fraction * sizes + 0.5).astype(np.int64))
   wanted[sizes == 0] = 0
-  client = np.repeat(np.arange(num_clients, dtype=np.int64), sizes)
-  keys, counts = np.unique(client * c + train_labels[train_indices], return_counts=True)
-  pair_client, pair_class = keys // c, keys % c  # Sorted by client, then class.
+  pair_client, pair_class, counts = client_class_counts(  # Sorted by client, then class.
+      train_indices, train_offsets, train_labels, c)
   quota, remainder = np.divmod(counts * wanted[pair_client], sizes[pair_client])
   placed = np.bincount(pair_client, weights=quota, minlength=num_clients).astype(np.int64)
   order = np.lexsort((pair_class, -remainder, pair_client))
@@ -459,8 +481,7 @@ def _draw_positions(rng, pool_size: np.ndarray,
   is_dense = (count <= pool_size) & (2 * count > pool_size)
   dense = np.flatnonzero(is_dense & (count > 0))
   segment = np.repeat(dense, pool_size[dense])  # Shuffle whole pools, keep a prefix.
-  local = np.arange(segment.size) - np.repeat(np.cumsum(pool_size[dense]) - pool_size[dense],
-                                              pool_size[dense])
+  local = _rank_in_runs(segment)  # position within its pool
   order = np.lexsort((rng.random(segment.size), segment))
   position[is_dense[group]] = local[order[_rank_in_runs(segment[order]) < count[segment[order]]]]
   sparse = np.flatnonzero((count <= pool_size)[group] & ~is_dense[group])

@@ -13,20 +13,6 @@ from fedprompt_jax.data import partition as partition_lib
 from fedprompt_jax.data import source as source_lib
 
 
-def _client_class_counts(partition: partition_lib.Partition,
-                         labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """Sparse per-client class counts of the train split.
-
-  Returns:
-    ([P] client, [P] class, [P] count) for the P (client, class) pairs with
-    a non-zero count, sorted by client then class.
-  """
-  c = partition.num_classes
-  client = np.repeat(np.arange(partition.num_clients, dtype=np.int64), partition.train_sizes())
-  keys, counts = np.unique(client * c + labels[partition.train_indices], return_counts=True)
-  return keys // c, keys % c, counts
-
-
 def _stats_row(name: str, values: np.ndarray, total: bool = True) -> str:
   values = np.asarray(values)
   cells = [f"{values.min():>8g}", f"{np.median(values):>8g}", f"{values.max():>8g}"]
@@ -48,7 +34,8 @@ def summary(partition: partition_lib.Partition, source: source_lib.DataSource) -
   """
   n, c = partition.num_clients, partition.num_classes
   train_sizes, test_sizes = partition.train_sizes(), partition.test_sizes()
-  pair_client, _, counts = _client_class_counts(partition, source.train.labels)
+  pair_client, _, counts = partition_lib.client_class_counts(
+      partition.train_indices, partition.train_offsets, source.train.labels, c)
   classes = np.bincount(pair_client, minlength=n)
   p = counts / train_sizes[pair_client]
   entropy = np.bincount(pair_client, weights=-p * np.log2(p), minlength=n)
@@ -63,9 +50,9 @@ def summary(partition: partition_lib.Partition, source: source_lib.DataSource) -
       _stats_row("classes per client", classes, total=False),
       f"  mean label entropy  {mean_entropy:.3f} bits (uniform over C: {np.log2(c):.3f})",
   ]
-  if source.domain_names is not None and source.train.domains is not None:
+  if source.domain_names is not None:
     num_domains = len(source.domain_names)
-    client = np.repeat(np.arange(n, dtype=np.int64), train_sizes)
+    client = partition_lib.entry_clients(partition.train_offsets)
     keys = np.unique(client * num_domains + source.train.domains[partition.train_indices])
     per_domain = np.bincount(keys % num_domains, minlength=num_domains)
     lines.append("  clients per domain  " + ", ".join(
@@ -92,7 +79,7 @@ def save_png(partition: partition_lib.Partition, source: source_lib.DataSource,
 
   shown = min(max_clients, partition.num_clients)
   end = partition.train_offsets[shown]
-  client = np.repeat(np.arange(shown, dtype=np.int64), partition.train_sizes()[:shown])
+  client = partition_lib.entry_clients(partition.train_offsets[:shown + 1])
   keys = client * partition.num_classes + source.train.labels[partition.train_indices[:end]]
   counts = np.bincount(keys, minlength=shown * partition.num_classes).reshape(shown, -1)
 

@@ -5,7 +5,7 @@ Shapes: S local steps, B batch, H x W images, C classes.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -14,8 +14,6 @@ import optax
 from fedprompt_jax.methods.base import PromptMethod, merge_params, split_params
 
 Tree = Any
-# (frozen, params, aux, extra, client, pixels, labels, key) -> pixels; identity without an attack.
-Perturb = Callable[..., jax.Array]
 
 
 class ClientBatches(NamedTuple):
@@ -32,12 +30,12 @@ class LocalResult(NamedTuple):
   count: jax.Array     # number of valid training examples seen
 
 
-def make_local_update(method: PromptMethod, client_tx: optax.GradientTransformation,
-                      perturb: Perturb | None = None):
+def make_local_update(method: PromptMethod, client_tx: optax.GradientTransformation):
   """Returns local_update(frozen, shared, personal, extra, aux, client, batches, key) -> LocalResult.
 
   The client optimizer starts fresh each round. A step whose batch is entirely
-  padding changes nothing (parameters and optimizer state are kept).
+  padding changes nothing (parameters and optimizer state are kept). Adversarial
+  training lives in the method's loss (methods/adversarial.py), not here.
   """
 
   def masked_loss(params, frozen, aux, extra, client, pixels, labels, mask, key):
@@ -56,9 +54,7 @@ def make_local_update(method: PromptMethod, client_tx: optax.GradientTransformat
       params, opt_state, loss_sum, count = carry
       pixels, labels, mask, step_key = inputs
       x = pixels.astype(jnp.float32) / 255.0
-      attack_key, loss_key = jax.random.split(step_key)
-      if perturb is not None:
-        x = perturb(frozen, params, aux, extra, client, x, labels, attack_key)
+      _, loss_key = jax.random.split(step_key)  # second half: keys unchanged from earlier versions
       (_, batch_loss_sum), grads = grad_fn(params, frozen, aux, extra, client, x, labels,
                                            mask, loss_key)
       updates, new_opt_state = client_tx.update(grads, opt_state, params)

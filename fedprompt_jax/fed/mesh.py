@@ -44,14 +44,16 @@ def shard_clients(mesh: Mesh, tree):
   Only the rows of this process's devices are read, so in a multi-process run each
   process needs valid data in its own rows only.
   """
-  sharding = client_sharding(mesh)
-  return jax.tree_util.tree_map(
-      lambda x: jax.make_array_from_callback(np.shape(x), sharding, lambda idx: x[idx]), tree)
+  return _put(tree, client_sharding(mesh))
 
 
 def replicate(mesh: Mesh, tree):
   """Host or single-device values -> global arrays replicated on every device of the mesh."""
-  sharding = replicated(mesh)
+  return _put(tree, replicated(mesh))
+
+
+def _put(tree, sharding):
+  """Builds global arrays with `sharding` from host copies of the leaves of `tree`."""
 
   def put(x):
     host = np.asarray(x)

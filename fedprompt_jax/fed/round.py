@@ -12,7 +12,6 @@ steps, B batch, C classes.
 
 from __future__ import annotations
 
-import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -21,7 +20,7 @@ import optax
 from jax.sharding import PartitionSpec as P
 
 from fedprompt_jax.fed import server
-from fedprompt_jax.fed.client import ClientBatches, Perturb, make_local_update
+from fedprompt_jax.fed.client import ClientBatches, make_local_update
 from fedprompt_jax.fed.mesh import AXIS
 from fedprompt_jax.methods.base import PromptMethod
 
@@ -62,7 +61,7 @@ def client_key(base_key: jax.Array, round_index: jax.Array, client_id: jax.Array
 
 def make_round_fn(method: PromptMethod, client_tx: optax.GradientTransformation,
                   server_tx: optax.GradientTransformation, mesh, *, chunk: int | None = None,
-                  perturb: Perturb | None = None, donate: bool = True):
+                  donate: bool = True):
   """Returns round_fn(frozen, state, aux, key, inputs) -> (state, RoundOutputs), jitted.
 
   `key` is a typed PRNG key or its raw `jax.random.key_data`.
@@ -74,10 +73,9 @@ def make_round_fn(method: PromptMethod, client_tx: optax.GradientTransformation,
     mesh: a mesh with axis 'clients'; K must be divisible by its size.
     chunk: clients vmapped at once on a device; None = all of them (full vmap),
       1 = one at a time (a scan over clients).
-    perturb: optional adversarial example generator used inside each local step.
     donate: donate the server state's buffers to the round.
   """
-  local_update = make_local_update(method, client_tx, perturb)
+  local_update = make_local_update(method, client_tx)
 
   def block(frozen, shared, extra, aux, key, round_index, batches, weights, client_ids,
             personal, client):
@@ -95,12 +93,10 @@ def make_round_fn(method: PromptMethod, client_tx: optax.GradientTransformation,
     else:
       res = jax.lax.map(one, args, batch_size=chunk)
     real = (weights > 0).astype(jnp.float32)
-    psum = lambda t: jax.lax.psum(t, AXIS)
-    delta_sum = psum(server.weighted_sum(weights, res.delta))
-    weight_sum = psum(weights.sum())
-    stats_sum = psum(server.weighted_sum(real, res.stats))
-    loss_sum = psum(jnp.sum(real * res.loss_sum))
-    count = psum(jnp.sum(real * res.count))
+    delta_sum, weight_sum, stats_sum, loss_sum, count = jax.lax.psum(
+        (server.weighted_sum(weights, res.delta), weights.sum(),
+         server.weighted_sum(real, res.stats), jnp.sum(real * res.loss_sum),
+         jnp.sum(real * res.count)), AXIS)
     client_loss = res.loss_sum / jnp.maximum(res.count, 1)
     return delta_sum, weight_sum, stats_sum, loss_sum, count, res.personal, client_loss
 

@@ -21,9 +21,11 @@ import dataclasses
 from typing import Any, Callable, Sequence
 
 import jax
-import jax.numpy as jnp
 import optax
 from flax import traverse_util
+
+from fedprompt_jax.models import zeroshot
+from fedprompt_jax.models.clip import logits_per_image
 
 Tree = Any
 Path = tuple[str, ...]
@@ -37,6 +39,15 @@ class Context:
   tokenizer: Any      # fedprompt_jax.models.tokenizer.Tokenizer
   class_names: tuple[str, ...]
   attributes: dict[str, tuple[str, ...]] | None = None
+  _heads: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
+
+  def zeroshot_head(self, templates: Sequence[str]) -> jax.Array:
+    """[C, E] unit zero-shot text features of the class set; computed once per templates."""
+    key = tuple(templates)
+    if key not in self._heads:
+      self._heads[key] = zeroshot.class_text_features(
+          self.model, self.frozen, self.tokenizer, self.class_names, key)
+    return self._heads[key]
 
 
 def _never(path: Path) -> bool:
@@ -135,9 +146,7 @@ def make_method(name: str, model, config) -> PromptMethod:
 def cosine_logits(image_embeds: jax.Array, class_embeds: jax.Array,
                   logit_scale: jax.Array) -> jax.Array:
   """exp(logit_scale) * <normalised image [B, E], normalised class [C, E]> -> [B, C]."""
-  img = image_embeds / jnp.linalg.norm(image_embeds, axis=-1, keepdims=True)
-  cls = class_embeds / jnp.linalg.norm(class_embeds, axis=-1, keepdims=True)
-  return jnp.exp(logit_scale) * img @ cls.T
+  return logits_per_image(image_embeds, class_embeds, logit_scale)
 
 
 def template_list(config) -> Sequence[str]:

@@ -19,7 +19,6 @@ import jax
 import jax.numpy as jnp
 
 from fedprompt_jax.methods import base
-from fedprompt_jax.models import zeroshot
 from fedprompt_jax.models.clip import normalize
 
 MIXING = ("bayes", "prior_only", "prototype_only", "uniform")
@@ -76,8 +75,7 @@ def make(model, config) -> base.PromptMethod:
   depth = vis.num_hidden_layers - class_layers if replace_each else 1
 
   def prepare(ctx: base.Context):
-    return {"head": zeroshot.class_text_features(model, ctx.frozen, ctx.tokenizer,
-                                                 ctx.class_names, templates)}
+    return {"head": ctx.zeroshot_head(templates)}
 
   def init(key, aux):
     k1, k2, k3 = jax.random.split(key, 3)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import jax
 
 from fedprompt_jax.methods import base
-from fedprompt_jax.models import zeroshot
 
 
 @base.register("fedvpt")
@@ -23,8 +22,7 @@ def make(model, config) -> base.PromptMethod:
                      f"{model.config.vision.num_hidden_layers}] (0 = shallow)")
 
   def prepare(ctx: base.Context):
-    return {"head": zeroshot.class_text_features(model, ctx.frozen, ctx.tokenizer,
-                                                 ctx.class_names, templates)}
+    return {"head": ctx.zeroshot_head(templates)}
 
   def init(key, aux):
     del aux

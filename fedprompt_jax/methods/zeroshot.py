@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from fedprompt_jax.methods import base
-from fedprompt_jax.models import zeroshot
 
 
 @base.register("zeroshot")
@@ -11,9 +10,7 @@ def make(model, config) -> base.PromptMethod:
   templates = base.template_list(config)
 
   def prepare(ctx: base.Context):
-    head = zeroshot.class_text_features(model, ctx.frozen, ctx.tokenizer, ctx.class_names,
-                                        templates)
-    return {"head": head}  # [C, E], unit rows
+    return {"head": ctx.zeroshot_head(templates)}  # [C, E], unit rows
 
   def logits(frozen, params, aux, extra, client, pixels, key):
     del params, extra, client, key
