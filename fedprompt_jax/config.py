@@ -17,6 +17,7 @@ from fedprompt_jax.assets import world
 PARTITIONS = ("iid", "dirichlet", "disjoint", "shards", "domains")
 SOURCES = ("shapes", "digits", "tfds")
 CLIENT_OPTIMIZERS = ("sgd", "adam")
+LR_SCHEDULES = ("constant", "cosine")
 WEIGHTINGS = ("examples", "uniform")
 DTYPES = ("float32", "bfloat16")
 
@@ -75,6 +76,9 @@ def default_config() -> ml_collections.ConfigDict:
   c.optim.lr = 0.05
   c.optim.momentum = 0.9
   c.optim.weight_decay = 0.0
+  # The clients' learning rate over rounds: constant, or cosine from lr (round 1) towards 0
+  # (the last round runs at lr * (1 + cos(pi (R-1)/R)) / 2).
+  c.optim.schedule = "constant"
 
   c.method = ml_collections.ConfigDict()
   c.method.name = "promptfl"
@@ -130,6 +134,29 @@ def adversarial_training(c: ml_collections.ConfigDict) -> None:
   c.adv.eval = ("pgd:linf:eps=1/255:steps=10", "apgd-ce:linf:eps=1/255:steps=20")
 
 
+def load_run_config(path: str) -> ml_collections.ConfigDict:
+  """The config a run wrote (`<workdir>/config.json`), with JSON lists back as tuples."""
+  import json  # pylint: disable=g-import-not-at-top
+
+  def tuples(value):
+    if isinstance(value, list):
+      return tuple(tuples(v) for v in value)
+    if isinstance(value, dict):
+      return {k: tuples(v) for k, v in value.items()}
+    return value
+
+  with open(path) as f:
+    saved = tuples(json.load(f))
+  c = default_config()
+  for section, values in saved.items():
+    if isinstance(values, dict):
+      for key, value in values.items():
+        c[section][key] = value
+    else:
+      c[section] = values
+  return c
+
+
 def _fail(key: str, value, valid: str):
   raise ConfigError(f"{key}={value!r} is invalid; {valid}")
 
@@ -174,6 +201,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
     _fail("optim.name", c.optim.name, f"valid: {', '.join(CLIENT_OPTIMIZERS)}")
   if not c.optim.lr > 0:
     _fail("optim.lr", c.optim.lr, "must be > 0")
+  if c.optim.schedule not in LR_SCHEDULES:
+    _fail("optim.schedule", c.optim.schedule, f"valid: {', '.join(LR_SCHEDULES)}")
   if c.clip.dtype not in DTYPES:
     _fail("clip.dtype", c.clip.dtype, f"valid: {', '.join(DTYPES)}")
   if not isinstance(c.eval.every, int) or c.eval.every < 1:

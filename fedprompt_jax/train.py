@@ -59,6 +59,14 @@ def client_optimizer(c: ml_collections.ConfigDict) -> optax.GradientTransformati
   return tx
 
 
+def round_lr_schedule(c: ml_collections.ConfigDict):
+  """Round index (0-based) -> factor on the clients' learning rate; None when constant."""
+  if c.optim.schedule == "constant":
+    return None
+  rounds = c.fed.rounds
+  return lambda r: 0.5 * (1.0 + jnp.cos(jnp.pi * r.astype(jnp.float32) / rounds))
+
+
 def load_data(c: ml_collections.ConfigDict, image_size: int):
   if c.data.source == "shapes":
     kwargs = dict(num_train_per_class_domain=c.data.train_per_class_domain,
@@ -136,7 +144,7 @@ class Run:
     self.client_tx = client_optimizer(c)
     self.server_tx = server.make_server_optimizer(c.fed.server_optimizer, c.fed.server_lr)
     self.round_fn = make_round_fn(self.method, self.client_tx, self.server_tx, self.mesh,
-                                  chunk=self.chunk)
+                                  chunk=self.chunk, lr_schedule=round_lr_schedule(c))
     self.predict = evaluate.make_predict(self.method)
     self.predict_clients = evaluate.make_personalized_predict(self.method)
     self.robust = evaluate.make_robust(self.method, [make_attack(a) for a in c.adv.eval])

@@ -62,6 +62,43 @@ def test_round_by_hand_on_a_toy_method(num_devices, chunk):
   assert int(state.round) == 1
 
 
+def test_lr_schedule_scales_each_rounds_step_by_hand():
+  # One client per round, one SGD step at lr 1 scaled by 1/(r + 2): b moves that fraction of
+  # the way to the client's mean label.
+  split = type("S", (), {"images": np.zeros((2, 2, 2, 3), np.uint8),
+                         "labels": np.array([4, 8], np.int32)})
+  mesh = mesh_lib.make_mesh(jax.devices()[:1])
+  method = toy_method()
+  tx = optax.sgd(1.0)
+  round_fn = make_round_fn(method, tx, server.make_server_optimizer("fedavg"), mesh,
+                           lr_schedule=lambda r: 1.0 / (r + 2))
+  state = init_server_state(method, tx, {"b": jnp.zeros(())}, {})
+  expected = 0.0
+  for r in range(3):
+    b = round_batches(split, [np.arange(2)], np.arange(1), steps=1, batch=2, seed=0,
+                      round_index=r, padded_k=1)
+    inputs = RoundInputs(ClientBatches(b["pixels"], b["labels"], b["mask"]),
+                         jnp.asarray(b["num_examples"], jnp.float32),
+                         jnp.asarray(b["client_ids"]), {}, {})
+    state, _ = round_fn({}, state, {}, jax.random.key(0), inputs)
+    expected += (6.0 - expected) / (r + 2)
+    np.testing.assert_allclose(state.shared["b"], expected, rtol=1e-6)
+  assert expected not in (0.0, 6.0)
+
+
+def test_cosine_schedule_over_rounds():
+  from fedprompt_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  from fedprompt_jax import train  # pylint: disable=g-import-not-at-top
+  c = config_lib.default_config()
+  c.fed.rounds = 4
+  assert train.round_lr_schedule(c) is None
+  c.optim.schedule = "cosine"
+  schedule = train.round_lr_schedule(c)
+  np.testing.assert_allclose([schedule(jnp.int32(r)) for r in range(4)],
+                             [1.0, (1 + np.cos(np.pi / 4)) / 2, 0.5, (1 + np.cos(3 * np.pi / 4)) / 2],
+                             rtol=1e-6)
+
+
 @pytest.fixture(scope="module")
 def world():
   model, frozen, ckpt = hf_loader.load_clip(fixture_dir("clip_tiny_a"))

@@ -85,6 +85,7 @@ def test_bad_values_give_one_line_and_write_nothing(tmp_path):
                                     "fed.num_clients=20"),
       "fed.batch_size": (0, "fed.batch_size=0 is invalid; must be an integer >= 1"),
       "fed.partition": ("zipf", "fed.partition='zipf' is invalid; valid: iid, dirichlet"),
+      "optim.schedule": ("linear", "optim.schedule='linear' is invalid; valid: constant, cosine"),
   }
   for key, (value, message) in cases.items():
     c = config_lib.default_config()

@@ -31,9 +31,11 @@ class LocalResult(NamedTuple):
 
 
 def make_local_update(method: PromptMethod, client_tx: optax.GradientTransformation):
-  """Returns local_update(frozen, shared, personal, extra, aux, client, batches, key) -> LocalResult.
+  """Returns local_update(frozen, shared, personal, extra, aux, client, batches, key, lr_scale=None).
 
-  The client optimizer starts fresh each round. A step whose batch is entirely
+  The client optimizer starts fresh each round. `lr_scale` (a scalar, e.g. the
+  round's value of a schedule over rounds) multiplies every update, which for SGD
+  (with momentum) and Adam is the same as multiplying the learning rate. A step whose batch is entirely
   padding changes nothing (parameters and optimizer state are kept). Adversarial
   training lives in the method's loss (methods/adversarial.py), not here.
   """
@@ -46,7 +48,7 @@ def make_local_update(method: PromptMethod, client_tx: optax.GradientTransformat
   grad_fn = jax.value_and_grad(masked_loss, has_aux=True)
 
   def local_update(frozen, shared, personal, extra, aux, client, batches: ClientBatches,
-                   key) -> LocalResult:
+                   key, lr_scale=None) -> LocalResult:
     params = merge_params(shared, personal)
     opt_state = client_tx.init(params)
 
@@ -58,6 +60,8 @@ def make_local_update(method: PromptMethod, client_tx: optax.GradientTransformat
       (_, batch_loss_sum), grads = grad_fn(params, frozen, aux, extra, client, x, labels,
                                            mask, loss_key)
       updates, new_opt_state = client_tx.update(grads, opt_state, params)
+      if lr_scale is not None:
+        updates = jax.tree_util.tree_map(lambda u: u * jnp.asarray(lr_scale, u.dtype), updates)
       new_params = optax.apply_updates(params, updates)
       any_valid = mask.any()
       keep = lambda new, old: jax.tree_util.tree_map(

@@ -12,7 +12,7 @@ steps, B batch, C classes.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -61,7 +61,8 @@ def client_key(base_key: jax.Array, round_index: jax.Array, client_id: jax.Array
 
 def make_round_fn(method: PromptMethod, client_tx: optax.GradientTransformation,
                   server_tx: optax.GradientTransformation, mesh, *, chunk: int | None = None,
-                  donate: bool = True):
+                  donate: bool = True,
+                  lr_schedule: Callable[[jax.Array], jax.Array] | None = None):
   """Returns round_fn(frozen, state, aux, key, inputs) -> (state, RoundOutputs), jitted.
 
   `key` is a typed PRNG key or its raw `jax.random.key_data`.
@@ -74,15 +75,19 @@ def make_round_fn(method: PromptMethod, client_tx: optax.GradientTransformation,
     chunk: clients vmapped at once on a device; None = all of them (full vmap),
       1 = one at a time (a scan over clients).
     donate: donate the server state's buffers to the round.
+    lr_schedule: round index (int32 scalar, 0-based) -> factor on the clients'
+      learning rate in that round; None = constant.
   """
   local_update = make_local_update(method, client_tx)
 
   def block(frozen, shared, extra, aux, key, round_index, batches, weights, client_ids,
             personal, client):
+    lr_scale = None if lr_schedule is None else lr_schedule(round_index)
+
     def one(args):
       b, cid, pers, cl = args
       return local_update(frozen, shared, pers, extra, aux, cl,
-                          b, client_key(key, round_index, cid))
+                          b, client_key(key, round_index, cid), lr_scale)
 
     args = (batches, client_ids, personal, client)
     local_k = weights.shape[0]
