@@ -181,11 +181,15 @@ class Run:
                          b["client_ids"], take(personal_all, rows), take(self.clients, rows))
     return ids, mesh_lib.shard_clients(self.mesh, inputs)
 
+  def global_params(self, state: ServerState, personal_all: Tree) -> Tree:
+    """The global model's parameters: shared leaves (and client 0's personal ones, if any)."""
+    return base.merge_params(state.shared, take(personal_all, 0) if
+                             jax.tree_util.tree_leaves(personal_all) else {})
+
   def evaluate(self, state: ServerState, personal_all: Tree) -> dict:
     c = self.c
     state = mesh_lib.local_copy(state)
-    params = base.merge_params(state.shared, take(personal_all, 0) if
-                               jax.tree_util.tree_leaves(personal_all) else {})
+    params = self.global_params(state, personal_all)
     out = {}
     if not c.fed.local_only:
       preds = evaluate.predict_split(self.predict, self.frozen, params, self.aux, state.extra,

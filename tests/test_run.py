@@ -122,3 +122,34 @@ def test_config_arg_presets_and_pairs():
     promptfl.get_config("cifar10")
   with pytest.raises(config_lib.ConfigError, match="config key 'fed.alfa' does not exist"):
     promptfl.get_config("fed.alfa=1")
+
+
+def test_robust_eval_of_a_workdir_reproduces_the_runs_figures(tmp_path):
+  sys.path.insert(0, os.path.join(REPO, "launch"))
+  import robust_eval  # pylint: disable=import-outside-toplevel
+  sys.path.insert(0, REPO)
+  from configs import fedvpt  # pylint: disable=import-outside-toplevel
+  c = fedvpt.get_config("fed.rounds=2,eval.every=2,eval.personalized=False,"
+                        "data.train_per_class_domain=2,data.test_per_class_domain=1,"
+                        "fed.num_clients=8,fed.local_steps=2,fed.batch_size=8,method.depth=2,"
+                        "eval.check_zero_shot=False")
+  c.clip.checkpoint = fixture_dir("clip_tiny_a")
+  c.adv.eval = ("pgd:linf:eps=4/255:steps=3", "fgsm:linf:eps=4/255")
+  workdir = str(tmp_path / "run")
+  last = train.train_and_evaluate(c, workdir)[-1]
+  assert last["robust_acc/worst"] < last["robust_acc/clean"]  # the attacks do something
+  again = robust_eval.evaluate_workdir(workdir, list(c.adv.eval), c.adv.eval_examples, 16)
+  assert again["round"] == 2
+  assert {k: v for k, v in again.items() if k.startswith("robust_acc/")} == {
+      k: v for k, v in last.items() if k.startswith("robust_acc/")}
+  stronger = robust_eval.evaluate_workdir(workdir, ["pgd:linf:eps=8/255:steps=5"], 0, 0)
+  assert stronger["robust_acc/clean"] == last["robust_acc/clean"]
+  assert stronger["robust_acc/worst"] <= last["robust_acc/worst"]
+  for args, message in (
+      ((str(tmp_path / "nothing"), ["fgsm:linf:eps=1/255"], 0, 0), "has no config.json"),
+      ((workdir, ["pgd:linf:eps=-1"], 0, 0), "--attack: "),
+      ((workdir, [], 0, 0), "no --attack given"),
+  ):
+    with pytest.raises((ValueError, FileNotFoundError), match=message) as err:
+      robust_eval.evaluate_workdir(*args)
+    assert "\n" not in str(err.value)

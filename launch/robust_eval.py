@@ -1,0 +1,93 @@
+"""Robust accuracy of a finished (or checkpointed) run's global model under other attacks.
+
+  python launch/robust_eval.py --workdir=workdirs/fedvpt_at \
+      --attack=pgd:linf:eps=2/255:steps=50 --attack=apgd-ce:linf:eps=2/255:steps=100
+
+Rebuilds the run from `<workdir>/config.json` (same data, same CLIP), restores its
+latest checkpoint and reports clean accuracy, each attack's robust accuracy and the
+per-example worst case over the attacks on the first --examples global test
+examples (attack keys from the run's seed, as in training-time evaluation). Prints
+a table and writes `<workdir>/robust_eval_round<R>.json`. Bad input prints one
+line starting with "error:" and exits with status 1.
+"""
+
+import json
+import os
+import sys
+
+import numpy as np
+from absl import app, flags, logging
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "a run's output directory", required=True)
+_ATTACKS = flags.DEFINE_multi_string("attack", [], "attack spec (attacks/spec.py); repeatable")
+_EXAMPLES = flags.DEFINE_integer("examples", 0, "global test examples to attack; 0 = all")
+_BATCH = flags.DEFINE_integer("batch_size", 0, "evaluation batch; 0 = the run's eval.batch_size")
+
+
+def evaluate_workdir(workdir: str, attacks: list[str], examples: int, batch_size: int) -> dict:
+  """{"round": R, "examples": N, "robust_acc/<name>": accuracy, ...} of the latest checkpoint."""
+  import jax  # pylint: disable=import-outside-toplevel
+  from fedprompt_jax import checkpoint, evaluate  # pylint: disable=import-outside-toplevel
+  from fedprompt_jax import config as config_lib  # pylint: disable=import-outside-toplevel
+  from fedprompt_jax import train  # pylint: disable=import-outside-toplevel
+  from fedprompt_jax.attacks import make_attack  # pylint: disable=import-outside-toplevel
+  from fedprompt_jax.fed import mesh as mesh_lib  # pylint: disable=import-outside-toplevel
+
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"--workdir={workdir} has no config.json; give a run's workdir")
+  if not attacks:
+    raise ValueError("no --attack given; e.g. --attack=pgd:linf:eps=1/255:steps=50")
+  try:
+    parsed = [make_attack(a) for a in attacks]
+  except ValueError as e:
+    raise ValueError(f"--attack: {e}") from None
+  if examples < 0 or batch_size < 0:
+    raise ValueError(f"--examples={examples} / --batch_size={batch_size}: must be >= 0")
+  c = config_lib.load_run_config(path)
+  config_lib.validate(c)
+  if c.fed.local_only:
+    raise ValueError(f"--workdir={workdir} is a local-only run: it has no global model")
+  run = train.Run(c, workdir)
+  ckpt = checkpoint.Checkpointer(workdir)
+  latest = ckpt.latest_round()
+  if latest is None:
+    ckpt.close()
+    raise FileNotFoundError(f"--workdir={workdir} has no checkpoint yet; run it first")
+  state, personal_all = run.initial_state()
+  restored = ckpt.restore(latest, {"server": state, "personal": personal_all})
+  ckpt.close()
+  state = mesh_lib.local_copy(restored["server"])
+  params = run.global_params(state, jax.tree_util.tree_map(np.asarray, restored["personal"]))
+  n = examples or len(run.source.test)
+  report = evaluate.robust_report(
+      evaluate.make_robust(run.method, parsed), run.frozen, params, run.aux, state.extra,
+      run.global_client, run.source.test, n, batch_size or c.eval.batch_size,
+      jax.random.key(c.seed + 1))
+  return {"round": int(latest), "examples": min(n, len(run.source.test)), **report}
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)
+  from fedprompt_jax.config import ConfigError  # pylint: disable=import-outside-toplevel
+  try:
+    result = evaluate_workdir(_WORKDIR.value, _ATTACKS.value, _EXAMPLES.value, _BATCH.value)
+  except (ConfigError, ValueError, FileNotFoundError) as e:
+    print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+    return 1
+  print(f"round {result['round']}, {result['examples']} test examples")
+  for key, value in result.items():
+    if key.startswith("robust_acc/"):
+      print(f"  {key[len('robust_acc/'):]:<45} {100 * value:6.2f}%")
+  out = os.path.join(_WORKDIR.value, f"robust_eval_round{result['round']}.json")
+  with open(out, "w") as f:
+    json.dump(result, f, indent=2)
+  print(f"wrote {out}")
+  return 0
+
+
+if __name__ == "__main__":
+  app.run(lambda argv: sys.exit(main(argv)))
