@@ -112,6 +112,7 @@ def paper_setting(c: ml_collections.ConfigDict, tfds_name: str) -> None:
   c.fed.clients_per_round = 10
   c.fed.batch_size = 32
   c.method.templates = ("a photo of a {}.",)
+  c.adv.eval = default_config().adv.eval
 
 
 def heldout_domain(c: ml_collections.ConfigDict) -> None:
@@ -125,13 +126,21 @@ def heldout_domain(c: ml_collections.ConfigDict) -> None:
   c.data.domains = ("falsecolour",)
   c.data.train_per_class_domain = 100
   c.data.test_per_class_domain = 20
+  # Robust accuracy at two radii: at 1/255 prompts tuned on clean images already keep about
+  # 40% of their clean accuracy on this 32x32 CLIP; 2/255 is where clean tuning leaves ~10%.
+  c.adv.eval = ("pgd:linf:eps=1/255:steps=10", "pgd:linf:eps=2/255:steps=10")
 
 
 def adversarial_training(c: ml_collections.ConfigDict) -> None:
-  """The "+AT" baselines: PGD-AT in every local step, PGD and APGD-CE robust evaluation."""
+  """The "+AT" baselines: PGD-AT in every local step (2 steps at eps 1/255, FedAPT's recipe).
+
+  Robust evaluation adds APGD-CE at every radius the config already evaluates with PGD.
+  """
   c.adv.train = "pgd"
   c.adv.train_attack = "pgd:linf:eps=1/255:steps=2:step_size=1/255"
-  c.adv.eval = ("pgd:linf:eps=1/255:steps=10", "apgd-ce:linf:eps=1/255:steps=20")
+  pgd = [spec for spec in c.adv.eval if spec.startswith("pgd:linf:")]
+  c.adv.eval = tuple(pgd) + tuple(
+      "apgd-ce:linf:" + spec.split(":")[2] + ":steps=20" for spec in pgd)
 
 
 def load_run_config(path: str) -> ml_collections.ConfigDict:

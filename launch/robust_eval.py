@@ -6,8 +6,11 @@
 Rebuilds the run from `<workdir>/config.json` (same data, same CLIP), restores its
 latest checkpoint and reports clean accuracy, each attack's robust accuracy and the
 per-example worst case over the attacks on the first --examples global test
-examples (attack keys from the run's seed, as in training-time evaluation). Prints
-a table and writes `<workdir>/robust_eval_round<R>.json`. Bad input prints one
+examples. Keys are those of training-time evaluation (the run's seed, then the
+attack's position in the list, then the example's index), so the run's own
+`adv.eval` list on its `adv.eval_examples` reproduces its figures exactly; the
+same attack at another position gets another random start. Prints a table and
+writes `<workdir>/robust_eval_round<R>.json`. Bad input prints one
 line starting with "error:" and exits with status 1.
 """
 

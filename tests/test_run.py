@@ -122,6 +122,12 @@ def test_config_arg_presets_and_pairs():
     promptfl.get_config("cifar10")
   with pytest.raises(config_lib.ConfigError, match="config key 'fed.alfa' does not exist"):
     promptfl.get_config("fed.alfa=1")
+  from configs import fedvpt  # pylint: disable=import-outside-toplevel
+  at = fedvpt.get_config("at")
+  assert (at.adv.train, fedvpt.get_config().adv.train) == ("pgd", "none")
+  assert at.adv.eval == ("pgd:linf:eps=1/255:steps=10", "pgd:linf:eps=2/255:steps=10",
+                         "apgd-ce:linf:eps=1/255:steps=20", "apgd-ce:linf:eps=2/255:steps=20")
+  assert promptfl.get_config("cifar100").adv.eval == config_lib.default_config().adv.eval
 
 
 def test_robust_eval_of_a_workdir_reproduces_the_runs_figures(tmp_path):
