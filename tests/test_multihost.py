@@ -18,7 +18,8 @@ ARGS = [sys.executable, os.path.join(REPO, "launch", "run.py"),
         "--config.eval.check_zero_shot=False", "--config.fed.rounds=3", "--config.eval.every=1",
         "--config.data.train_per_class_domain=2", "--config.data.test_per_class_domain=1",
         "--config.fed.num_clients=12", "--config.fed.clients_per_round=5",
-        "--config.fed.local_steps=2", "--config.fed.batch_size=8", "--config.method.depth=2"]
+        "--config.fed.local_steps=2", "--config.fed.batch_size=8", "--config.method.depth=2",
+        "--config.method.num_tokens=8"]
 
 
 def env(devices):

@@ -20,7 +20,8 @@ SMALL = [f"--config.clip.checkpoint={fixture_dir('clip_tiny_a')}",
          "--config.data.train_per_class_domain=2", "--config.data.test_per_class_domain=1",
          "--config.fed.num_clients=8", "--config.fed.new_clients=2",
          "--config.fed.clients_per_round=3",
-         "--config.fed.local_steps=2", "--config.fed.batch_size=8", "--config.method.depth=2"]
+         "--config.fed.local_steps=2", "--config.fed.batch_size=8", "--config.method.depth=2",
+         "--config.method.num_tokens=8", "--config.adv.eval=('pgd:linf:eps=1/255:steps=10',)"]
 
 
 def command(workdir, *extra, config="configs/fedvpt.py"):
@@ -138,6 +139,7 @@ def test_robust_eval_of_a_workdir_reproduces_the_runs_figures(tmp_path):
   c = fedvpt.get_config("fed.rounds=2,eval.every=2,eval.personalized=False,"
                         "data.train_per_class_domain=2,data.test_per_class_domain=1,"
                         "fed.num_clients=8,fed.local_steps=2,fed.batch_size=8,method.depth=2,"
+                        "method.num_tokens=8,"
                         "eval.check_zero_shot=False")
   c.clip.checkpoint = fixture_dir("clip_tiny_a")
   c.adv.eval = ("pgd:linf:eps=4/255:steps=3", "fgsm:linf:eps=4/255")

@@ -31,13 +31,14 @@ class LocalResult(NamedTuple):
 
 
 def make_local_update(method: PromptMethod, client_tx: optax.GradientTransformation):
-  """Returns local_update(frozen, shared, personal, extra, aux, client, batches, key, lr_scale=None).
+  """Returns local_update(frozen, shared, personal, extra, aux, client, batches, key, lr_scale).
 
-  The client optimizer starts fresh each round. `lr_scale` (a scalar, e.g. the
-  round's value of a schedule over rounds) multiplies every update, which for SGD
-  (with momentum) and Adam is the same as multiplying the learning rate. A step whose batch is entirely
-  padding changes nothing (parameters and optimizer state are kept). Adversarial
-  training lives in the method's loss (methods/adversarial.py), not here.
+  The client optimizer starts fresh each round. `lr_scale` (optional; a scalar, e.g.
+  the round's value of a schedule over rounds) multiplies every update, which for SGD
+  (with momentum) and Adam is the same as multiplying the learning rate. A step
+  whose batch is entirely padding changes nothing (parameters and optimizer state
+  are kept). Adversarial training lives in the method's loss
+  (methods/adversarial.py), not here.
   """
 
   def masked_loss(params, frozen, aux, extra, client, pixels, labels, mask, key):
