@@ -63,8 +63,7 @@ def round_lr_schedule(c: ml_collections.ConfigDict):
   """Round index (0-based) -> factor on the clients' learning rate; None when constant."""
   if c.optim.schedule == "constant":
     return None
-  rounds = c.fed.rounds
-  return lambda r: 0.5 * (1.0 + jnp.cos(jnp.pi * r.astype(jnp.float32) / rounds))
+  return optax.cosine_decay_schedule(1.0, c.fed.rounds)
 
 
 def load_data(c: ml_collections.ConfigDict, image_size: int):
@@ -186,6 +185,24 @@ class Run:
     return base.merge_params(state.shared, take(personal_all, 0) if
                              jax.tree_util.tree_leaves(personal_all) else {})
 
+  def robust_report(self, robust, params: Tree, extra: Tree, num_examples: int,
+                    batch_size: int) -> dict:
+    """Robust accuracy of the global model (`robust` from evaluate.make_robust) on the first
+    `num_examples` global test examples, with the run's evaluation key."""
+    return evaluate.robust_report(robust, self.frozen, params, self.aux, extra,
+                                  self.global_client, self.source.test, num_examples,
+                                  batch_size, jax.random.key(self.c.seed + 1))
+
+  def restore_latest(self, ckpt: checkpoint.Checkpointer):
+    """(round, server state, host personal state) of the latest checkpoint, or None."""
+    latest = ckpt.latest_round()
+    if latest is None:
+      return None
+    state, personal_all = self.initial_state()
+    restored = ckpt.restore(latest, {"server": state, "personal": personal_all})
+    return (latest, restored["server"],
+            jax.tree_util.tree_map(np.asarray, restored["personal"]))
+
   def evaluate(self, state: ServerState, personal_all: Tree) -> dict:
     c = self.c
     state = mesh_lib.local_copy(state)
@@ -205,10 +222,8 @@ class Run:
         b, n = out["global_acc"], out["novel_acc"]
         out["base_novel_hm"] = 2 * b * n / (b + n) if b + n > 0 else 0.0
       if c.adv.eval:
-        out.update(evaluate.robust_report(
-            self.robust, self.frozen, params, self.aux, state.extra, self.global_client,
-            self.source.test, c.adv.eval_examples, c.eval.batch_size,
-            jax.random.key(c.seed + 1)))
+        out.update(self.robust_report(self.robust, params, state.extra, c.adv.eval_examples,
+                                      c.eval.batch_size))
     if c.eval.personalized:
       per_call = max(1, c.eval.batch_size // max(1, int(self.partition.test_sizes().max())))
       acc = evaluate.personalized_accuracy(
@@ -264,14 +279,12 @@ def train_and_evaluate(c: ml_collections.ConfigDict, workdir: str) -> list[dict]
         f"{run.source.name}: the class names, templates or preprocessing are wrong")
 
   ckpt = checkpoint.Checkpointer(workdir)
-  state, personal_all = run.initial_state()
   start = 0
-  latest = ckpt.latest_round()
-  if latest is not None:
-    restored = ckpt.restore(latest, {"server": state, "personal": personal_all})
-    state, personal_all = restored["server"], restored["personal"]
-    personal_all = jax.tree_util.tree_map(np.asarray, personal_all)
-    start = latest
+  restored = run.restore_latest(ckpt)
+  if restored is None:
+    state, personal_all = run.initial_state()
+  else:
+    start, state, personal_all = restored
     print(f"resumed from {ckpt.directory} at round {start}", flush=True)
   chief = jax.process_index() == 0
   writer = metrics_lib.MetricsWriter(workdir, c.fed.rounds, start_round=start, is_chief=chief)

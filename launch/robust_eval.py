@@ -18,7 +18,6 @@ import json
 import os
 import sys
 
-import numpy as np
 from absl import app, flags, logging
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -31,7 +30,6 @@ _BATCH = flags.DEFINE_integer("batch_size", 0, "evaluation batch; 0 = the run's 
 
 def evaluate_workdir(workdir: str, attacks: list[str], examples: int, batch_size: int) -> dict:
   """{"round": R, "examples": N, "robust_acc/<name>": accuracy, ...} of the latest checkpoint."""
-  import jax  # pylint: disable=import-outside-toplevel
   from fedprompt_jax import checkpoint, evaluate  # pylint: disable=import-outside-toplevel
   from fedprompt_jax import config as config_lib  # pylint: disable=import-outside-toplevel
   from fedprompt_jax import train  # pylint: disable=import-outside-toplevel
@@ -55,20 +53,16 @@ def evaluate_workdir(workdir: str, attacks: list[str], examples: int, batch_size
     raise ValueError(f"--workdir={workdir} is a local-only run: it has no global model")
   run = train.Run(c, workdir)
   ckpt = checkpoint.Checkpointer(workdir)
-  latest = ckpt.latest_round()
-  if latest is None:
-    ckpt.close()
-    raise FileNotFoundError(f"--workdir={workdir} has no checkpoint yet; run it first")
-  state, personal_all = run.initial_state()
-  restored = ckpt.restore(latest, {"server": state, "personal": personal_all})
+  restored = run.restore_latest(ckpt)
   ckpt.close()
-  state = mesh_lib.local_copy(restored["server"])
-  params = run.global_params(state, jax.tree_util.tree_map(np.asarray, restored["personal"]))
+  if restored is None:
+    raise FileNotFoundError(f"--workdir={workdir} has no checkpoint yet; run it first")
+  latest, state, personal_all = restored
+  state = mesh_lib.local_copy(state)
   n = examples or len(run.source.test)
-  report = evaluate.robust_report(
-      evaluate.make_robust(run.method, parsed), run.frozen, params, run.aux, state.extra,
-      run.global_client, run.source.test, n, batch_size or c.eval.batch_size,
-      jax.random.key(c.seed + 1))
+  report = run.robust_report(evaluate.make_robust(run.method, parsed),
+                             run.global_params(state, personal_all), state.extra, n,
+                             batch_size or c.eval.batch_size)
   return {"round": int(latest), "examples": min(n, len(run.source.test)), **report}
 
 

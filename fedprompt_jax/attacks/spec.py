@@ -110,8 +110,8 @@ def _boolean(key: str, raw: Any, spec: Spec) -> bool:
   return table[str(raw).lower()]
 
 
-def _fields(spec: Spec) -> tuple[str, dict[str, Any]]:
-  """(attack name, raw options incl. norm and name) from a string or a dict."""
+def options(spec: Spec) -> tuple[str, dict[str, Any]]:
+  """(attack name, raw options incl. norm and name) from a string or a dict; not validated."""
   if isinstance(spec, Mapping):
     fields = dict(spec)
     if "attack" not in fields:
@@ -134,7 +134,7 @@ def _fields(spec: Spec) -> tuple[str, dict[str, Any]]:
 
 def parse(spec: Spec) -> tuple[str, str, dict[str, Any]]:
   """Validates a spec: (label, function name, keyword arguments)."""
-  attack, fields = _fields(spec)
+  attack, fields = options(spec)
   if attack not in _ATTACKS:
     raise _fail(f"unknown attack {attack!r}", spec, ", ".join(sorted(_ATTACKS)))
   function, allowed, fixed, loss_names = _ATTACKS[attack]
