@@ -14,7 +14,7 @@ import ml_collections
 
 from fedprompt_jax.assets import world
 
-PARTITIONS = ("iid", "dirichlet", "disjoint", "shards", "domains")
+PARTITIONS = ("iid", "dirichlet", "disjoint", "shards", "domains", "domain_dirichlet")
 SOURCES = ("shapes", "digits", "tfds")
 CLIENT_OPTIMIZERS = ("sgd", "adam")
 LR_SCHEDULES = ("constant", "cosine")
@@ -183,7 +183,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
           "data.data_dir")
   if c.fed.partition not in PARTITIONS:
     _fail("fed.partition", c.fed.partition, f"valid: {', '.join(PARTITIONS)}")
-  if c.fed.partition == "dirichlet" and not c.fed.alpha > 0:
+  if c.fed.partition in ("dirichlet", "domain_dirichlet") and not c.fed.alpha > 0:
     _fail("fed.alpha", c.fed.alpha, "must be > 0")
   for key in ("num_clients", "clients_per_round", "rounds", "local_steps", "batch_size",
               "classes_per_client", "shards_per_client", "domains_per_client", "min_size"):

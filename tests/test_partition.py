@@ -11,7 +11,7 @@ from fedprompt_jax.data import partition
 from fedprompt_jax.data import partition_report
 from fedprompt_jax.data import source
 
-_SCHEMES = ("iid", "dirichlet", "disjoint", "shards", "domains")
+_SCHEMES = ("iid", "dirichlet", "disjoint", "shards", "domains", "domain_dirichlet")
 
 
 def _split(rng: np.random.Generator, n: int, num_classes: int,
@@ -151,6 +151,55 @@ def test_domains(data):
     assert set(np.unique(data.test.domains[p.test_of(k)])) <= own[k]
 
 
+def _domain_skew(p: partition.Partition, data: source.DataSource) -> float:
+  """Mean over clients of the total-variation distance between a client's label
+  distribution and that of its whole domain (0 = iid labels inside the domain)."""
+  labels, domains = data.train.labels, data.train.domains
+  distances = []
+  for k in range(p.num_clients):
+    mine = p.train_of(k)
+    (d,) = np.unique(domains[mine])
+    own = np.bincount(labels[mine], minlength=data.num_classes) / mine.size
+    pool = labels[domains == d]
+    ref = np.bincount(pool, minlength=data.num_classes) / pool.size
+    distances.append(0.5 * np.abs(own - ref).sum())
+  return float(np.mean(distances))
+
+
+def test_domain_dirichlet(data):
+  p = _make(data, "domain_dirichlet", num_clients=10, alpha=0.5)
+  own = [np.unique(data.train.domains[p.train_of(k)]) for k in range(10)]
+  assert all(d.size == 1 for d in own)  # One domain per client ...
+  holders = np.bincount([int(d[0]) for d in own], minlength=4)
+  assert sorted(holders) == [2, 2, 3, 3]  # ... clients spread evenly over the 4 domains.
+  used = np.sort(p.train_indices)  # Every train example assigned exactly once.
+  np.testing.assert_array_equal(used, np.arange(len(data.train)))
+  for k in range(10):  # Test examples from the client's own domain.
+    assert set(np.unique(data.test.domains[p.test_of(k)])) == {int(own[k][0])}
+
+
+def test_domain_dirichlet_skew_decreases_with_alpha(data):
+  skew = [_domain_skew(_make(data, "domain_dirichlet", num_clients=8, alpha=a), data)
+          for a in (0.05, 1.0, 1000.0)]
+  assert skew[0] > skew[1] > skew[2]
+  assert skew[0] > 0.4 and skew[2] < 0.1  # Strong skew at 0.05, near-iid labels at 1000.
+  # "domains" (iid inside a domain) has the skew of near-iid labels too.
+  assert _domain_skew(_make(data, "domains", num_clients=8), data) < 0.1
+
+
+def test_domain_dirichlet_errors(data):
+  with pytest.raises(ValueError) as error:
+    _make(data, "domain_dirichlet", num_clients=3)
+  assert str(error.value) == ("fed.num_clients=3 is below the 4 domains of 'fake'; "
+                              "fed.scheme='domain_dirichlet' gives each domain a client")
+  with pytest.raises(ValueError) as error:
+    _make(_fake(num_domains=None), "domain_dirichlet")
+  assert "needs a data source with domains" in str(error.value)
+  with pytest.raises(ValueError) as error:
+    _make(data, "domain_dirichlet", num_clients=40, alpha=0.01, min_size=10)
+  assert str(error.value).startswith("fed.min_size=10 not met after 100 Dirichlet draws in domain")
+
+
 def test_domains_test_split_falls_back_to_any_domain():
   data = _fake()
   only_d0 = source.Split(data.test.images, data.test.labels, np.zeros_like(data.test.domains))
@@ -236,7 +285,7 @@ def test_hundred_thousand_clients_fast():
 
 @pytest.mark.parametrize("kwargs,message", [
     ({"scheme": "pathological"},
-     "fed.scheme='pathological' is unknown; valid: dirichlet, disjoint, domains, iid, shards"),
+     "fed.scheme='pathological' is unknown; valid: dirichlet, disjoint, domain_dirichlet, domains, iid, shards"),
     ({"num_clients": 0}, "fed.num_clients=0 must be an int >= 1"),
     ({"num_clients": 2001}, "fed.num_clients=2001 exceeds the 2000 training examples"),
     ({"alpha": 0.0}, "fed.alpha=0.0 must be > 0"),

@@ -152,7 +152,7 @@ class _Config:
 @dataclasses.dataclass(frozen=True)
 class _Assignment:
   owner: np.ndarray  # [n] int64 client of each train example, -1 if unused.
-  client_domains: np.ndarray | None = None  # [N, D] bool, domains scheme only.
+  client_domains: np.ndarray | None = None  # [N, D] bool, domain schemes only.
 
 
 def _near_equal(count: int, parts: int) -> np.ndarray:
@@ -174,27 +174,34 @@ def _iid(rng, source: source_lib.DataSource, cfg: _Config) -> _Assignment:
   return _Assignment(_even_owner(rng, len(source.train), cfg.num_clients))
 
 
+def _dirichlet_owner(rng, labels: np.ndarray, num_classes: int, num_clients: int,
+                     alpha: float) -> np.ndarray:
+  """[n] owner in [0, num_clients): per class, client proportions ~ Dir(alpha * ones)."""
+  by_class = np.argsort(labels, kind="stable")
+  class_bounds = np.concatenate([[0], np.cumsum(np.bincount(labels, minlength=num_classes))])
+  clients = np.arange(num_clients, dtype=np.int64)
+  concentration = np.full(num_clients, alpha)
+  owner = np.empty(labels.size, np.int64)
+  for c in range(num_classes):
+    members = by_class[class_bounds[c]:class_bounds[c + 1]]
+    if not members.size:
+      continue
+    proportions = rng.dirichlet(concentration)
+    # Cut the permuted class at floor(cumsum(p) * n_c + u), the FedMA np.split
+    # rule with a random offset u ~ U[0, 1): without it every class rounds
+    # down at the same low client ids, which then hold too few examples.
+    cuts = np.floor(np.cumsum(proportions) * members.size + rng.random()).astype(np.int64)
+    cuts = np.minimum(cuts, members.size)
+    cuts[-1] = members.size
+    owner[rng.permutation(members)] = np.repeat(clients, np.diff(cuts, prepend=0))
+  return owner
+
+
 def _dirichlet(rng, source: source_lib.DataSource, cfg: _Config) -> _Assignment:
   """Per class, client proportions ~ Dir(alpha * ones(N)) (Hsu et al. 2019)."""
   labels, num_classes = source.train.labels, source.num_classes
-  by_class = np.argsort(labels, kind="stable")
-  class_bounds = np.concatenate([[0], np.cumsum(np.bincount(labels, minlength=num_classes))])
-  clients = np.arange(cfg.num_clients, dtype=np.int64)
-  concentration = np.full(cfg.num_clients, cfg.alpha)
   for _ in range(_MAX_DIRICHLET_TRIES):
-    owner = np.empty(labels.size, np.int64)
-    for c in range(num_classes):
-      members = by_class[class_bounds[c]:class_bounds[c + 1]]
-      if not members.size:
-        continue
-      proportions = rng.dirichlet(concentration)
-      # Cut the permuted class at floor(cumsum(p) * n_c + u), the FedMA np.split
-      # rule with a random offset u ~ U[0, 1): without it every class rounds
-      # down at the same low client ids, which then hold too few examples.
-      cuts = np.floor(np.cumsum(proportions) * members.size + rng.random()).astype(np.int64)
-      cuts = np.minimum(cuts, members.size)
-      cuts[-1] = members.size
-      owner[rng.permutation(members)] = np.repeat(clients, np.diff(cuts, prepend=0))
+    owner = _dirichlet_owner(rng, labels, num_classes, cfg.num_clients, cfg.alpha)
     if np.bincount(owner, minlength=cfg.num_clients).min() >= cfg.min_size:
       return _Assignment(owner)
   raise ValueError(
@@ -253,9 +260,48 @@ def _domains(rng, source: source_lib.DataSource, cfg: _Config) -> _Assignment:
   return _Assignment(owner, client_domains)
 
 
+def _domain_dirichlet(rng, source: source_lib.DataSource, cfg: _Config) -> _Assignment:
+  """Domain x Dirichlet: each client one domain, labels Dir(alpha)-skewed inside it.
+
+  Client k holds domain order[k % D] of a seeded domain order (so domains have
+  floor or ceil of N/D clients each); the examples of domain d are split among
+  its clients as "dirichlet" splits a whole data set (per class, proportions
+  ~ Dir(alpha * ones)), redrawn per domain until each client has min_size.
+  """
+  n = cfg.num_clients
+  if source.domain_names is None:
+    raise ValueError(f"fed.scheme='domain_dirichlet' needs a data source with domains; "
+                     f"{source.name!r} has none")
+  num_domains = len(source.domain_names)
+  if n < num_domains:
+    raise ValueError(f"fed.num_clients={n} is below the {num_domains} domains of "
+                     f"{source.name!r}; fed.scheme='domain_dirichlet' gives each domain a client")
+  order = rng.permutation(num_domains)
+  domain_of = order[np.arange(n) % num_domains]
+  client_domains = np.zeros((n, num_domains), bool)
+  client_domains[np.arange(n), domain_of] = True
+  owner = np.full(len(source.train), -1, np.int64)
+  labels = source.train.labels
+  for d in range(num_domains):
+    holders = np.flatnonzero(domain_of == d)
+    members = np.flatnonzero(source.train.domains == d)
+    for _ in range(_MAX_DIRICHLET_TRIES):
+      local = _dirichlet_owner(rng, labels[members], source.num_classes, holders.size, cfg.alpha)
+      if np.bincount(local, minlength=holders.size).min() >= cfg.min_size:
+        break
+    else:
+      raise ValueError(
+          f"fed.min_size={cfg.min_size} not met after {_MAX_DIRICHLET_TRIES} Dirichlet draws "
+          f"in domain {source.domain_names[d]!r} ({members.size} examples, {holders.size} "
+          f"clients) with fed.alpha={cfg.alpha}; use a larger fed.alpha or fewer fed.num_clients")
+    owner[members] = holders[local]
+  return _Assignment(owner, client_domains)
+
+
 SCHEMES: dict[str, Callable[..., _Assignment]] = {
     "dirichlet": _dirichlet,
     "disjoint": _disjoint,
+    "domain_dirichlet": _domain_dirichlet,
     "domains": _domains,
     "iid": _iid,
     "shards": _shards,
@@ -273,7 +319,9 @@ def make_partition(source: source_lib.DataSource, *, scheme: str, num_clients: i
     scheme: a key of `SCHEMES`: "iid" (near-equal random parts), "dirichlet"
       (per-class Dir(alpha) proportions), "disjoint" (classes_per_client
       classes no other client holds), "shards" (shards_per_client label-sorted
-      shards), "domains" (domains_per_client visual domains, split iid).
+      shards), "domains" (domains_per_client visual domains, split iid),
+      "domain_dirichlet" (one domain per client, clients spread evenly over
+      the domains, each domain's labels split Dir(alpha) among its clients).
     num_clients: N >= 1, at most the number of train examples.
     seed: non-negative int; the partition is a pure function of its arguments.
     alpha: Dirichlet concentration, > 0; small alpha means skewed labels.
@@ -286,7 +334,8 @@ def make_partition(source: source_lib.DataSource, *, scheme: str, num_clients: i
       "dirichlet" redraws up to 100 times to meet it, other schemes raise.
     test_fraction: in (0, 1]; client k gets max(min_test, round(test_fraction
       * n_k)) test examples (none if n_k = 0) in its train class proportions,
-      from its own domains under "domains" where the test split has them.
+      from its own domains under "domains" and "domain_dirichlet" where the
+      test split has them.
       Classes missing from source.test contribute no test examples.
     min_test: fewest test examples of a non-empty client, >= 0.
 
