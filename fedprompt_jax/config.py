@@ -62,6 +62,11 @@ def default_config() -> ml_collections.ConfigDict:
   c.fed.min_size = 2
   c.fed.test_fraction = 0.25
   c.fed.local_steps = 8
+  # Local epochs (None = fed.local_steps fixed steps): client k runs local_epochs x
+  # ceil(n_k / batch_size) steps, each epoch a fresh pass with a partial last batch; the
+  # round pads S to its longest client (data/federated.py) and caps it at max_local_steps.
+  c.fed.local_epochs = ml_collections.FieldReference(None, field_type=int)
+  c.fed.max_local_steps = 256
   c.fed.batch_size = 32
   c.fed.weighting = "examples"
   c.fed.server_optimizer = "fedavg"
@@ -185,7 +190,12 @@ def validate(c: ml_collections.ConfigDict) -> None:
     _fail("fed.partition", c.fed.partition, f"valid: {', '.join(PARTITIONS)}")
   if c.fed.partition in ("dirichlet", "domain_dirichlet") and not c.fed.alpha > 0:
     _fail("fed.alpha", c.fed.alpha, "must be > 0")
-  for key in ("num_clients", "clients_per_round", "rounds", "local_steps", "batch_size",
+  if c.fed.local_epochs is not None and (not isinstance(c.fed.local_epochs, int)
+                                         or c.fed.local_epochs < 1):
+    _fail("fed.local_epochs", c.fed.local_epochs, "must be an integer >= 1, or None for "
+          "fed.local_steps fixed steps")
+  for key in ("num_clients", "clients_per_round", "rounds", "local_steps", "max_local_steps",
+              "batch_size",
               "classes_per_client", "shards_per_client", "domains_per_client", "min_size"):
     value = c.fed[key]
     if not isinstance(value, int) or value < 1:

@@ -25,7 +25,7 @@ from fedprompt_jax import metrics as metrics_lib
 from fedprompt_jax import plots
 from fedprompt_jax.data import partition as partition_lib
 from fedprompt_jax.data import partition_report
-from fedprompt_jax.data.federated import round_batches
+from fedprompt_jax.data.federated import round_batches, round_local_steps
 from fedprompt_jax.data.source import load_source, split_base_novel
 from fedprompt_jax.fed import mesh as mesh_lib
 from fedprompt_jax.fed import sampling, server
@@ -167,11 +167,15 @@ class Run:
     padded = mesh_lib.padded_size(len(ids), self.mesh, self.chunk or 1)
     mine = set(mesh_lib.local_rows(self.mesh, padded).tolist())
     empty = np.zeros((0,), np.int64)
+    steps = c.fed.local_steps
+    if c.fed.local_epochs is not None:  # From all sampled clients: equal on every process.
+      steps = round_local_steps(self.partition.train_sizes()[ids], c.fed.local_epochs,
+                                c.fed.batch_size, c.fed.max_local_steps)
     b = round_batches(self.source.train,
                       [self.partition.train_of(int(k)) if i in mine else empty
                        for i, k in enumerate(ids)], ids,
-                      steps=c.fed.local_steps, batch=c.fed.batch_size, seed=c.seed,
-                      round_index=round_index, padded_k=padded)
+                      steps=steps, batch=c.fed.batch_size, seed=c.seed,
+                      round_index=round_index, padded_k=padded, epochs=c.fed.local_epochs)
     weights = b["num_examples"].astype(np.float32)
     if c.fed.weighting == "uniform":
       weights = (weights > 0).astype(np.float32)
