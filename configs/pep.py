@@ -3,12 +3,13 @@
   python launch/run.py --config=configs/pep.py                      # embedded offline default
   python launch/run.py --config=configs/pep.py:cifar100             # ViT-B/16, CIFAR-100, Dir(0.1)
   python launch/run.py --config=configs/pep.py:cifar100,fed.alpha=0.3
-  python launch/run.py --config=configs/pep.py:tinyimagenet
-  python launch/run.py --config=configs/pep.py:domainnet            # one domain per client
+  python launch/run.py --config=configs/pep.py:tinyimagenet         # tests on the labelled val set
+  python launch/run.py --config=configs/pep.py:domainnet            # domain x Dir(0.1) labels
 
 Paper settings follow the likely protocol of SGPT (100 clients, 10% per round,
-SGD lr 0.01); they need the data prepared with tfds and a network or a local
-copy of openai/clip-vit-base-patch16.
+5 local epochs, SGD lr 0.01); they need the data prepared with tfds (Tiny-ImageNet
+with the builder in fedprompt_jax/data/tiny_imagenet.py, from the official zip)
+and a network or a local copy of openai/clip-vit-base-patch16.
 """
 
 from fedprompt_jax import config as config_lib
@@ -17,7 +18,7 @@ from fedprompt_jax import config as config_lib
 def _paper(c, tfds_name):
   config_lib.paper_setting(c, tfds_name)
   c.fed.rounds = 100
-  c.fed.local_steps = 50
+  c.fed.local_epochs = 5          # epochs, not fixed steps: steps follow each client's data
   c.optim.lr = 0.01
   c.method.class_layers = 6
 
@@ -27,14 +28,17 @@ def _cifar100(c):
 
 
 def _tinyimagenet(c):
-  _paper(c, "tiny_imagenet")
+  _paper(c, "tiny_imagenet")      # shipped builder; no labelled test split, so its val split
+  c.data.tfds_test_split = "validation"
 
 
 def _domainnet(c):
   _paper(c, "domainnet")
   c.data.tfds_domain_configs = ("clipart", "infograph", "painting", "quickdraw", "real",
                                 "sketch")
-  c.fed.partition = "domains"
+  # PEP-FedPT's setting: each client one domain (10 per domain) and, inside a domain,
+  # labels split by Dir(fed.alpha) among its clients.
+  c.fed.partition = "domain_dirichlet"
   c.fed.num_clients = 60
   c.fed.clients_per_round = 6
 

@@ -41,6 +41,8 @@ def default_config() -> ml_collections.ConfigDict:
   c.data.test_per_class_domain = 10    # shapes
   c.data.domains = ml_collections.FieldReference(None, field_type=tuple)  # shapes: None = all
   c.data.tfds_name = ""
+  c.data.tfds_train_split = "train"
+  c.data.tfds_test_split = "test"   # the labelled held-out split ("validation" where no test)
   c.data.data_dir = ""
   c.data.max_examples = ml_collections.FieldReference(None, field_type=int)
   # tfds data sets whose domains are builder configs (DomainNet): one config per domain.

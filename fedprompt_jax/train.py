@@ -76,7 +76,8 @@ def load_data(c: ml_collections.ConfigDict, image_size: int):
     kwargs = dict(seed=c.seed)
   else:
     kwargs = dict(name=c.data.tfds_name, data_dir=os.path.expanduser(c.data.data_dir),
-                  max_examples=c.data.max_examples,
+                  max_examples=c.data.max_examples, train_split=c.data.tfds_train_split,
+                  test_split=c.data.tfds_test_split,
                   domain_configs=tuple(c.data.tfds_domain_configs) or None)
   return load_source(c.data.source, image_size=image_size, **kwargs)
 

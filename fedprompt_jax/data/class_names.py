@@ -53,6 +53,43 @@ EUROSAT: tuple[str, ...] = (
     "permanent crop land", "residential buildings", "river", "sea or lake",
 )
 
+# Tiny-ImageNet's 200 classes in the order of their sorted WordNet ids
+# (data/tiny_imagenet.py WNIDS), named as in OpenAI's CLIP ImageNet prompt list
+# (notebooks/Prompt_Engineering_for_ImageNet.ipynb), which CLIP zero-shot uses.
+TINY_IMAGENET: tuple[str, ...] = (
+    "goldfish", "fire salamander", "American bullfrog", "tailed frog", "American alligator",
+    "boa constrictor", "trilobite", "scorpion", "southern black widow", "tarantula", "centipede",
+    "goose", "koala", "jellyfish", "brain coral", "snail", "slug", "sea slug", "American lobster",
+    "spiny lobster", "black stork", "king penguin", "albatross", "dugong", "Chihuahua",
+    "Yorkshire Terrier", "Golden Retriever", "Labrador Retriever", "German Shepherd Dog",
+    "Standard Poodle", "tabby cat", "Persian cat", "Egyptian Mau", "cougar", "lion", "brown bear",
+    "ladybug", "fly", "bee", "grasshopper", "stick insect", "cockroach", "praying mantis",
+    "dragonfly", "monarch butterfly", "sulphur butterfly", "sea cucumber", "guinea pig", "pig",
+    "ox", "bison", "bighorn sheep", "gazelle", "arabian camel", "orangutan", "chimpanzee",
+    "baboon", "African bush elephant", "red panda", "abacus", "academic gown", "altar", "apron",
+    "backpack", "baluster / handrail", "barbershop", "barn", "barrel", "basketball", "bathtub",
+    "station wagon", "lighthouse", "beaker", "beer bottle", "bikini", "binoculars", "birdhouse",
+    "bow tie", "brass memorial plaque", "broom", "bucket", "high-speed train", "butcher shop",
+    "candle", "cannon", "cardigan", "automated teller machine", "CD player", "chain",
+    "storage chest", "Christmas stocking", "cliff dwelling", "computer keyboard", "candy store",
+    "convertible", "construction crane", "dam", "desk", "dining table", "drumstick", "dumbbell",
+    "flagpole", "fountain", "freight car", "frying pan", "fur coat", "gas mask or respirator",
+    "go-kart", "gondola", "hourglass", "iPod", "rickshaw", "kimono", "lampshade", "lawn mower",
+    "lifeboat", "limousine", "magnetic compass", "maypole", "military uniform", "miniskirt",
+    "moving van", "metal nail", "neck brace", "obelisk", "oboe", "pipe organ", "parking meter",
+    "payphone", "picket fence", "pill bottle", "plunger", "pole", "police van", "poncho",
+    "soda bottle", "potter's wheel", "missile", "punching bag", "fishing casting reel",
+    "refrigerator", "remote control", "rocking chair", "rugby ball", "sandal", "school bus",
+    "scoreboard", "sewing machine", "snorkel", "sock", "sombrero", "space heater", "spider web",
+    "sports car", "through arch bridge", "stopwatch", "sunglasses", "suspension bridge",
+    "swim trunks / shorts", "syringe", "teapot", "teddy bear", "thatched roof", "torch", "tractor",
+    "triumphal arch", "trolleybus", "turnstile", "umbrella", "vestment", "viaduct", "volleyball",
+    "water jug", "water tower", "wok", "wooden spoon", "comic book", "plate", "guacamole",
+    "ice cream", "popsicle", "pretzel", "mashed potatoes", "cauliflower", "bell pepper",
+    "mushroom", "orange", "lemon", "banana", "pomegranate", "meatloaf", "pizza", "pot pie",
+    "espresso", "mountain", "cliff", "coral reef", "lakeshore", "beach", "acorn",
+)
+
 # (tfds data set name without config or version, label feature) -> names.
 SHIPPED: dict[tuple[str, str], tuple[str, ...]] = {
     ("cifar10", "label"): CIFAR10,
@@ -63,6 +100,7 @@ SHIPPED: dict[tuple[str, str], tuple[str, ...]] = {
     ("eurosat", "label"): EUROSAT,
     ("mnist", "label"): _DIGITS,
     ("svhn_cropped", "label"): _DIGITS,
+    ("tiny_imagenet", "label"): TINY_IMAGENET,
 }
 
 _MACHINE_NAME = re.compile(r"^(n\d{8}|[\W\d_]*)$")  # WordNet ids, bare numbers

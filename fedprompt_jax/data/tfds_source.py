@@ -33,6 +33,7 @@ import tensorflow_datasets as tfds
 
 from fedprompt_jax.data import class_names as class_names_lib
 from fedprompt_jax.data import source
+from fedprompt_jax.data import tiny_imagenet  # pylint: disable=unused-import  (registers it)
 
 
 def load_tfds(

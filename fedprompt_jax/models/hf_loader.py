@@ -36,6 +36,9 @@ TOKENIZER_FILES = ("vocab.json", "merges.txt", "tokenizer.json", "tokenizer_conf
 PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
 # Buffers that older checkpoints carry; they are not parameters.
 IGNORED_KEYS = ("text_model.embeddings.position_ids", "vision_model.embeddings.position_ids")
+# The hub checkpoints the configs name: OpenAI's CLIP releases in transformers format.
+KNOWN_HUB_CHECKPOINTS = ("openai/clip-vit-base-patch32", "openai/clip-vit-base-patch16",
+                         "openai/clip-vit-large-patch14", "openai/clip-vit-large-patch14-336")
 _HUB_PATTERNS = [CONFIG, WEIGHTS, WEIGHTS_INDEX, "model-*.safetensors", PREPROCESSOR,
                  *TOKENIZER_FILES]
 
