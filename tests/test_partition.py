@@ -285,7 +285,8 @@ def test_hundred_thousand_clients_fast():
 
 @pytest.mark.parametrize("kwargs,message", [
     ({"scheme": "pathological"},
-     "fed.scheme='pathological' is unknown; valid: dirichlet, disjoint, domain_dirichlet, domains, iid, shards"),
+     "fed.scheme='pathological' is unknown; valid: dirichlet, disjoint, domain_dirichlet, "
+     "domains, iid, shards"),
     ({"num_clients": 0}, "fed.num_clients=0 must be an int >= 1"),
     ({"num_clients": 2001}, "fed.num_clients=2001 exceeds the 2000 training examples"),
     ({"alpha": 0.0}, "fed.alpha=0.0 must be > 0"),

@@ -46,7 +46,8 @@ def declared_splits(name: str) -> tuple[str, ...]:
     ValueError: the code names no split this reader can see.
   """
   cls = tfds.builder_cls(re.split(r"[/:]", name, maxsplit=1)[0])
-  tree = ast.parse(textwrap.dedent(inspect.getsource(cls._split_generators)))  # pylint: disable=protected-access
+  code = inspect.getsource(cls._split_generators)  # pylint: disable=protected-access
+  tree = ast.parse(textwrap.dedent(code))
   found = set()
   for node in ast.walk(tree):
     if isinstance(node, ast.Return) and isinstance(node.value, ast.Dict):

@@ -26,6 +26,7 @@ from __future__ import annotations
 import io
 import zipfile
 
+from etils import epath
 from PIL import Image
 import tensorflow_datasets as tfds
 
@@ -73,6 +74,13 @@ class TinyImagenet(tfds.core.GeneratorBasedBuilder):
   MANUAL_DOWNLOAD_INSTRUCTIONS = (
       f"Download {ZIP_NAME} from http://cs231n.stanford.edu/{ZIP_NAME} and place it, "
       "in the manual_dir (default ~/tensorflow_datasets/downloads/manual/).")
+
+  @tfds.core.utils.classproperty
+  @classmethod
+  def code_path(cls):  # pylint: disable=invalid-name
+    # tfds's own lookup of a builder's file goes through importlib_resources for a
+    # module inside a package, which need not be installed.
+    return epath.Path(__file__)
 
   def _info(self) -> tfds.core.DatasetInfo:
     return tfds.core.DatasetInfo(
