@@ -224,7 +224,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
   if not isinstance(c.eval.every, int) or c.eval.every < 1:
     _fail("eval.every", c.eval.every, "must be an integer >= 1")
   from fedprompt_jax.attacks import make_attack  # pylint: disable=g-import-not-at-top
-  from fedprompt_jax.methods.adversarial import MODES  # pylint: disable=g-import-not-at-top
+  from fedprompt_jax.methods.adversarial import (  # pylint: disable=g-import-not-at-top
+      MODES, TRADES_INNER, trades_inner_problem)
   if c.adv.train not in MODES:
     _fail("adv.train", c.adv.train, f"valid: {', '.join(MODES)}")
   for key, specs in (("adv.train_attack", [c.adv.train_attack]), ("adv.eval", list(c.adv.eval))):
@@ -236,7 +237,6 @@ def validate(c: ml_collections.ConfigDict) -> None:
   if not isinstance(c.adv.trades_any_inner_attack, bool):
     _fail("adv.trades_any_inner_attack", c.adv.trades_any_inner_attack, "valid: True, False")
   if c.adv.train == "trades" and not c.adv.trades_any_inner_attack:
-    from fedprompt_jax.methods.adversarial import TRADES_INNER, trades_inner_problem  # pylint: disable=g-import-not-at-top
     problem = trades_inner_problem(c.adv.train_attack)
     if problem is not None:
       _fail("adv.train_attack", c.adv.train_attack,

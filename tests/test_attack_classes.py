@@ -22,7 +22,8 @@ def one_class(x):
 
 def every_spec():
   """Each attack kind the spec parser knows, with each loss and targeting it allows, both norms."""
-  for name, (_, allowed, _, loss_names) in spec_lib._ATTACKS.items():  # pylint: disable=protected-access
+  kinds = spec_lib._ATTACKS  # pylint: disable=protected-access
+  for name, (_, allowed, _, loss_names) in kinds.items():
     variants = [""] + [f":loss={loss}" for loss in loss_names]
     if "targeted" in allowed:
       variants.append(":targeted=true")
