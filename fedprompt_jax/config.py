@@ -95,6 +95,12 @@ def default_config() -> ml_collections.ConfigDict:
   c.adv.train = "none"   # none | pgd (PGD-AT) | trades
   c.adv.train_attack = "pgd:linf:eps=1/255:steps=2:step_size=1/255"  # spec: attacks/spec.py
   c.adv.trades_beta = 6.0
+  # With train=trades the inner attack is TRADES' by construction: PGD on KL(p(x) || p(x')) from
+  # x + 0.001 N(0, 1), taking eps, norm, steps and step_size from train_attack (a pgd spec with no
+  # loss option, or loss=kl). A train_attack naming another loss (loss=ce, cw), another attack
+  # (fgsm, apgd-*), random_start=false or targeted=true is refused unless this flag is True,
+  # which uses it as written (e.g. CE-PGD inside TRADES' outer loss).
+  c.adv.trades_any_inner_attack = False
   # Robust evaluation of every run: attack specs; clean, each attack and the per-example
   # worst case are reported on the first `eval_examples` global test examples.
   c.adv.eval = ("pgd:linf:eps=1/255:steps=10",)
@@ -230,7 +236,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
   if not isinstance(c.eval.every, int) or c.eval.every < 1:
     _fail("eval.every", c.eval.every, "must be an integer >= 1")
   from fedprompt_jax.attacks import make_attack  # pylint: disable=g-import-not-at-top
-  from fedprompt_jax.methods.adversarial import MODES  # pylint: disable=g-import-not-at-top
+  from fedprompt_jax.methods.adversarial import (  # pylint: disable=g-import-not-at-top
+      MODES, TRADES_INNER, trades_inner_problem)
   if c.adv.train not in MODES:
     _fail("adv.train", c.adv.train, f"valid: {', '.join(MODES)}")
   for key, specs in (("adv.train_attack", [c.adv.train_attack]), ("adv.eval", list(c.adv.eval))):
@@ -239,6 +246,14 @@ def validate(c: ml_collections.ConfigDict) -> None:
         make_attack(spec)
       except ValueError as e:
         raise ConfigError(f"{key}: {e}") from None
+  if not isinstance(c.adv.trades_any_inner_attack, bool):
+    _fail("adv.trades_any_inner_attack", c.adv.trades_any_inner_attack, "valid: True, False")
+  if c.adv.train == "trades" and not c.adv.trades_any_inner_attack:
+    problem = trades_inner_problem(c.adv.train_attack)
+    if problem is not None:
+      _fail("adv.train_attack", c.adv.train_attack,
+            f"with adv.train='trades' it {problem}; valid: {TRADES_INNER}, or "
+            "adv.trades_any_inner_attack=True to use it as written")
   if not isinstance(c.adv.eval_examples, int) or c.adv.eval_examples < 1:
     _fail("adv.eval_examples", c.adv.eval_examples, "must be an integer >= 1")
   if c.seed < 0:

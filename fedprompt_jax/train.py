@@ -121,7 +121,7 @@ class Run:
     method = make_method(c.method.name, self.model, c.method)
     if c.adv.train != "none":
       method = adversarial(method, make_attack(c.adv.train_attack), c.adv.train,
-                           c.adv.trades_beta)
+                           c.adv.trades_beta, c.adv.trades_any_inner_attack)
     self.method = base.local_only(method) if c.fed.local_only else method
     self.mesh = mesh_lib.make_mesh()
     # `frozen_global`/`aux_global` are replicated over the mesh for the round;

@@ -19,7 +19,10 @@ branches):
 * Targets picked by rank (`pick_target`) are the rank-th most likely class
   other than y, with the rank clipped to C - 1 (with C = 2 the target is always
   the other class).
-* C = 1 is rejected (there is nothing to attack).
+* C = 1 is rejected (there is nothing to attack) with one ValueError, "attacks
+  need at least 2 classes", by `objective` (which every attack evaluates, so
+  FGSM, PGD and APGD with any loss, custom ones included, fail alike) and by
+  the helpers that need a second class.
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ LOSSES = ("ce", "cw", "dlr", "kl")
 _TINY = 1e-12
 
 
-def _num_classes(logits: Array) -> int:
+def check_classes(logits: Array) -> int:
+  """C from logits [..., C]; a one-line ValueError when C < 2 (nothing to attack)."""
   num = logits.shape[-1]
   if num < 2:
     raise ValueError(f"logits with {num} class; attacks need at least 2 classes")
@@ -69,7 +73,7 @@ def cross_entropy(logits: Array, labels: Array) -> Array:
 
 def cw_margin(logits: Array, labels: Array) -> Array:
   """Carlini-Wagner margin max_{j!=y} z_j - z_y (> 0 iff misclassified): [B, C], [B] -> [B]."""
-  _num_classes(logits)
+  check_classes(logits)
   return _max_other(logits, labels) - _label_logit(logits, labels)
 
 
@@ -78,7 +82,7 @@ def dlr(logits: Array, labels: Array) -> Array:
 
   -(z_y - max_{j!=y} z_j) / (z_pi1 - z_pi3 + 1e-12): [B, C], [B] -> [B].
   """
-  if _num_classes(logits) == 2:
+  if check_classes(logits) == 2:
     return cw_margin(logits, labels)
   top = _top(logits, 3)
   return cw_margin(logits, labels) / (top[:, 0] - top[:, 2] + _TINY)
@@ -99,7 +103,7 @@ def targeted_dlr(logits: Array, labels: Array, target: Array) -> Array:
 
   -(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2 + 1e-12): [B, C], [B], [B] -> [B].
   """
-  num = _num_classes(logits)
+  num = check_classes(logits)
   margin = _label_logit(logits, target) - _label_logit(logits, labels)
   if num == 2:
     return margin
@@ -124,7 +128,7 @@ def pick_target(logits: Array, labels: Array, rank: int = 1) -> Array:
 
   rank = 1 is AutoAttack's `target_class=2` on correctly classified examples.
   """
-  num = _num_classes(logits)
+  num = check_classes(logits)
   if rank < 1:
     raise ValueError(f"target rank {rank}; valid: an integer >= 1")
   rank = min(rank, num - 1)
@@ -147,7 +151,12 @@ def objective(loss: Loss, logits: Array, labels: Array, *, targeted: bool = Fals
     targeted: maximise the targeted version (towards `target`).
     target: [B] int target classes (needed when `targeted`).
     clean_logits: [B, C] logits at the clean input (for "kl").
+
+  Raises:
+    ValueError: C < 2 (for every loss: with one class CE and KL are constant and
+      an attack would report full robustness).
   """
+  check_classes(logits)
   if callable(loss):
     return loss(logits, target if targeted else labels)
   if loss == "kl":

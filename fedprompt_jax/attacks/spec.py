@@ -35,6 +35,7 @@ from typing import Any, Callable, Mapping, Sequence, Union
 import jax
 import jax.numpy as jnp
 
+from fedprompt_jax.attacks import losses
 from fedprompt_jax.attacks.apgd import apgd
 from fedprompt_jax.attacks.pgd import NORMS, LogitsFn, fgsm, fold_keys, pgd
 
@@ -208,10 +209,16 @@ def robust_accuracy(logits_fn: LogitsFn, attacks: Sequence[Spec | Attack], x: Ar
     example is robust to an attack when it is classified correctly both clean
     and at that attack's x_adv; "worst" when it survives every attack. Sum over
     batches and divide by the number of examples for accuracies.
+
+  Raises:
+    ValueError: logits with fewer than 2 classes and at least one attack.
   """
   built = [make_attack(a) for a in attacks]
   correct = lambda inputs: jnp.argmax(logits_fn(inputs), axis=-1) == y
-  out = {"clean": correct(x)}
+  clean_logits = logits_fn(x)
+  if built:  # the attacks would raise too; this says so before any of them runs
+    losses.check_classes(clean_logits)
+  out = {"clean": jnp.argmax(clean_logits, axis=-1) == y}
   worst = out["clean"]
   for i, attack in enumerate(built):
     name = attack.name
