@@ -7,8 +7,8 @@ Per sample x of client k (METHODS.md; the readings marked "ours" there are flags
   logits = head(CLIP(x; P_S at the input, P(x) at layers l_c..L))         (class_layers)
 mu_c are global class prototypes, set by the server from the per-class feature
 sums and counts the clients send up each round (optionally as an EMA), with z(x)
-computed by default with the shared prompt the client received, the feature space
-the next round mixes in (`prototype_features`: received | trained); pi_k is
+computed by default with the shared prompt the client received (the global one, so
+all clients' features share one space; `prototype_features`: received | trained); pi_k is
 client k's smoothed label histogram, a constant kept on the client (uniform for
 the global model). Every trainable leaf (P_S, {P_c}, head) is shared: FedAvg.
 
