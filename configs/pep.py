@@ -59,6 +59,10 @@ def get_config(arg=None):
   c.method.mixing = "bayes"      # bayes | prior_only | prototype_only | uniform (ablations)
   c.method.prior_smoothing = 1.0
   c.method.prototype_ema = 0.0
+  # z(x) for the client statistics (prototypes): "received" = with the shared prompt the client
+  # received this round (the global one, the space the mixing uses; METHODS.md, ours), or
+  # "trained" = with its locally trained shared prompt after the local steps (before issue 11).
+  c.method.prototype_features = "received"
   c.method.head_init = "zeroshot"
   c.method.replace_each_layer = True
   c.method.init_std = 0.02

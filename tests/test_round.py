@@ -83,7 +83,11 @@ def test_lr_schedule_scales_each_rounds_step_by_hand():
     state, _ = round_fn({}, state, {}, jax.random.key(0), inputs)
     expected += (6.0 - expected) / (r + 2)
     np.testing.assert_allclose(state.shared["b"], expected, rtol=1e-6)
-  assert expected not in (0.0, 6.0)
+  # Without the schedule the same round moves b all the way to the mean label at once.
+  constant = make_round_fn(method, tx, server.make_server_optimizer("fedavg"), mesh)
+  state, _ = constant({}, init_server_state(method, tx, {"b": jnp.zeros(())}, {}), {},
+                      jax.random.key(0), inputs)
+  np.testing.assert_allclose(state.shared["b"], 6.0, rtol=1e-6)
 
 
 def test_cosine_schedule_over_rounds():
@@ -172,3 +176,78 @@ def test_round_equals_python_loop_for_several_rounds(world, method_name, server_
       diffs = jax.tree_util.tree_leaves(jax.tree_util.tree_map(
           lambda a, r: float(jnp.abs(a - r).max()), state.shared, ref_shared))
       assert max(diffs) <= 1e-5, (name, rnd, diffs)
+
+
+def pep_loop_reference(model, method, frozen, aux, shared, extra, log_priors, b, lr, momentum):
+  """PEP by hand: each client's SGD steps in a Python loop (momentum written out), its
+  per-class feature sums with the prompt it received, then FedAvg and the prototype fold."""
+  grad_fn = jax.jit(jax.grad(lambda p, x, y, m, prior, ex: jnp.sum(
+      optax.softmax_cross_entropy_with_integer_labels(
+          method.logits(frozen, p, aux, ex, {"log_prior": prior}, x, None), y) * m) / m.sum()))
+  pooled = jax.jit(lambda s, x: model.encode_image(frozen, x, shallow=s).pooled)
+  num_classes, width = extra["prototypes"].shape
+  deltas, sums, counts = [], np.zeros((num_classes, width)), np.zeros(num_classes)
+  for k in range(len(b["client_ids"])):
+    params = jax.tree_util.tree_map(np.asarray, shared)
+    velocity = jax.tree_util.tree_map(np.zeros_like, params)
+    for s in range(b["labels"].shape[1]):
+      mask = b["mask"][k, s]
+      x = b["pixels"][k, s].astype(np.float32) / 255.0
+      if mask.any():
+        g = grad_fn(params, x, b["labels"][k, s], mask.astype(np.float32), log_priors[k], extra)
+        velocity = jax.tree_util.tree_map(lambda v, gi: momentum * v + np.asarray(gi),
+                                          velocity, g)
+        params = jax.tree_util.tree_map(lambda p, v: p - lr * v, params, velocity)
+      z = np.asarray(pooled(shared["shared"], x))
+      for i in np.flatnonzero(mask):
+        sums[b["labels"][k, s, i]] += z[i]
+        counts[b["labels"][k, s, i]] += 1
+    deltas.append(jax.tree_util.tree_map(lambda p, s0: p - np.asarray(s0), params, shared))
+  w = b["num_examples"].astype(np.float64)
+  new_shared = jax.tree_util.tree_map(
+      lambda s0, *d: np.asarray(s0) + sum(wk * dk for wk, dk in zip(w, d)) / w.sum(),
+      shared, *deltas)
+  protos, has = np.array(extra["prototypes"]), np.array(extra["has_proto"])
+  for c in range(num_classes):
+    if counts[c]:
+      protos[c], has[c] = sums[c] / counts[c], True
+  return new_shared, {"prototypes": protos, "has_proto": has}, counts
+
+
+def test_pep_round_on_8_devices_equals_a_python_loop_with_the_server_update_by_hand(world):
+  model, frozen, tok, src, clients = world
+  method = make_method("pep", model, {"num_shared": 2, "num_class_tokens": 2, "class_layers": 1,
+                                      "tau": 0.1, "init_std": 0.3})
+  aux = method.prepare(base.Context(model, frozen, tok, src.class_names))
+  lr, momentum = 0.1, 0.9
+  server_tx = server.make_server_optimizer("fedavg")
+  mesh = mesh_lib.make_mesh(jax.devices()[:8])
+  round_fn = make_round_fn(method, optax.sgd(lr, momentum=momentum), server_tx, mesh,
+                           donate=False)
+  shared = method.init(jax.random.key(2), aux)
+  state = init_server_state(method, server_tx, shared, aux)
+  ref_shared, ref_extra = shared, method.init_extra(aux)
+  key = jax.random.key(9)
+  for rnd, ids in enumerate((np.array([0, 2, 3, 4, 6]), np.array([1, 3, 4, 7, 8]))):
+    hists = np.stack([np.bincount(src.train.labels[clients[i]], minlength=6) for i in ids])
+    log_priors = np.log((hists + 1.0) / (hists + 1.0).sum(1, keepdims=True))  # smoothing 1
+    b = round_batches(src.train, [clients[i] for i in ids], ids, steps=2, batch=4, seed=0,
+                      round_index=rnd, padded_k=8)
+    inputs = RoundInputs(ClientBatches(b["pixels"], b["labels"], b["mask"]),
+                         jnp.asarray(b["num_examples"], jnp.float32), jnp.asarray(b["client_ids"]),
+                         {}, {"log_prior": jnp.asarray(np.concatenate(
+                             [log_priors, np.zeros((3, 6))]), jnp.float32)})
+    state, _ = round_fn(frozen, state, aux, key, inputs)
+    real = {k: v[:len(ids)] for k, v in b.items()}
+    before = ref_shared
+    ref_shared, ref_extra, counts = pep_loop_reference(
+        model, method, frozen, aux, ref_shared, ref_extra, log_priors.astype(np.float32), real,
+        lr, momentum)
+    for name in ("shared", "class", "head"):
+      assert np.abs(ref_shared[name] - np.asarray(before[name])).max() > 1e-4, name  # it trained
+      np.testing.assert_allclose(state.shared[name], ref_shared[name], atol=1e-5,
+                                 err_msg=(rnd, name))
+    assert counts.sum() > 0 and ref_extra["has_proto"].any()  # round 1 mixes with prototypes
+    np.testing.assert_array_equal(state.extra["has_proto"], ref_extra["has_proto"])
+    np.testing.assert_allclose(state.extra["prototypes"], ref_extra["prototypes"], atol=1e-5,
+                               err_msg=rnd)

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from fedprompt_jax.methods.base import PromptMethod, merge_params, split_params
+from fedprompt_jax.methods.base import STATS_FROM, PromptMethod, merge_params, split_params
 
 Tree = Any
 
@@ -38,7 +38,8 @@ def make_local_update(method: PromptMethod, client_tx: optax.GradientTransformat
   (with momentum) and Adam is the same as multiplying the learning rate. A step
   whose batch is entirely padding changes nothing (parameters and optimizer state
   are kept). Adversarial training lives in the method's loss
-  (methods/adversarial.py), not here.
+  (methods/adversarial.py), not here. The client statistics are computed with the
+  received params or the trained ones, as `method.stats_from` says.
   """
 
   def masked_loss(params, frozen, aux, extra, client, pixels, labels, mask, key):
@@ -48,9 +49,13 @@ def make_local_update(method: PromptMethod, client_tx: optax.GradientTransformat
 
   grad_fn = jax.value_and_grad(masked_loss, has_aux=True)
 
+  if method.stats_from not in STATS_FROM:
+    raise ValueError(f"stats_from={method.stats_from!r} of method {method.name!r} is unknown; "
+                     f"valid: {', '.join(STATS_FROM)}")
+
   def local_update(frozen, shared, personal, extra, aux, client, batches: ClientBatches,
                    key, lr_scale=None) -> LocalResult:
-    params = merge_params(shared, personal)
+    params = received = merge_params(shared, personal)
     opt_state = client_tx.init(params)
 
     def step(carry, inputs):
@@ -79,14 +84,15 @@ def make_local_update(method: PromptMethod, client_tx: optax.GradientTransformat
         (batches.pixels, batches.labels, batches.mask, step_keys))
     new_shared, new_personal = split_params(method, params)
     delta = jax.tree_util.tree_map(jnp.subtract, new_shared, shared)
-    stats = _client_stats(method, frozen, params, aux, extra, client, batches)
+    stats_params = received if method.stats_from == "received" else params
+    stats = _client_stats(method, frozen, stats_params, aux, extra, client, batches)
     return LocalResult(delta, new_personal, stats, loss_sum, count)
 
   return local_update
 
 
 def _client_stats(method, frozen, params, aux, extra, client, batches: ClientBatches) -> Tree:
-  """Sums method.client_stats over the local steps' batches (after training)."""
+  """Sums method.client_stats with `params` over the local steps' batches."""
 
   def one(acc, inputs):
     pixels, labels, mask = inputs

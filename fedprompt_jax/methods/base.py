@@ -82,6 +82,9 @@ class PromptMethod:
     client_stats: statistics one client sends up, summed over its local data and
       then over clients: (frozen, params, aux, extra, client, pixels, labels, mask) -> tree.
     server_update: (extra, summed stats) -> new extra.
+    stats_from: which params `client_stats` sees in the local update: "received" (the
+      shared leaves the client received this round, with its personal leaves as they were
+      before the local steps) or "trained" (the params after the local steps).
     init_client: (label_histogram [C] float) -> client tree of constants.
   """
   name: str
@@ -94,6 +97,7 @@ class PromptMethod:
   init_extra: Callable[[Tree], Tree] = lambda aux: {}
   client_stats: Callable[..., Tree] = _no_stats
   server_update: Callable[[Tree, Tree], Tree] = _no_server_update
+  stats_from: str = "received"
   init_client: Callable[[jax.Array], Tree] = lambda histogram: {}
 
   def example_loss(self, frozen, params, aux, extra, client, pixels, labels, key) -> jax.Array:
@@ -123,6 +127,9 @@ def local_only(method: PromptMethod) -> PromptMethod:
   """The same method trained by each client alone: every leaf personal, nothing aggregated."""
   return dataclasses.replace(method, name=f"{method.name}+local",
                              is_personal=lambda path: True)
+
+
+STATS_FROM = ("received", "trained")
 
 
 # name -> factory(model config, method config) -> PromptMethod; filled by methods/__init__.py.

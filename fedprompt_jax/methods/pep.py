@@ -6,7 +6,9 @@ Per sample x of client k (METHODS.md; the readings marked "ours" there are flags
   P(x)   = sum_c w_c(x) P_c                                               [n_c, Dv]
   logits = head(CLIP(x; P_S at the input, P(x) at layers l_c..L))         (class_layers)
 mu_c are global class prototypes, set by the server from the per-class feature
-sums and counts the clients send up each round (optionally as an EMA); pi_k is
+sums and counts the clients send up each round (optionally as an EMA), with z(x)
+computed by default with the shared prompt the client received (the global one, so
+all clients' features share one space; `prototype_features`: received | trained); pi_k is
 client k's smoothed label histogram, a constant kept on the client (uniform for
 the global model). Every trainable leaf (P_S, {P_c}, head) is shared: FedAvg.
 
@@ -63,9 +65,13 @@ def make(model, config) -> base.PromptMethod:
   head_init = str(config.get("head_init", "zeroshot"))
   replace_each = bool(config.get("replace_each_layer", True))
   init_std = float(config.get("init_std", 0.02))
+  prototype_features = str(config.get("prototype_features", "received"))
   templates = base.template_list(config)
   if rule not in MIXING:
     raise ValueError(f"method.mixing={rule!r} is unknown; valid: {', '.join(MIXING)}")
+  if prototype_features not in base.STATS_FROM:
+    raise ValueError(f"method.prototype_features={prototype_features!r} is unknown; "
+                     f"valid: {', '.join(base.STATS_FROM)}")
   if head_init not in HEAD_INIT:
     raise ValueError(f"method.head_init={head_init!r} is unknown; valid: {', '.join(HEAD_INIT)}")
   if not 0 <= class_layers < vis.num_hidden_layers:
@@ -101,7 +107,9 @@ def make(model, config) -> base.PromptMethod:
 
   def logits(frozen, params, aux, extra, client, pixels, key):
     del aux, key
-    z = jax.lax.stop_gradient(features(frozen, params, pixels))
+    # The mixing weights are cut from the parameters' gradient (METHODS.md, ours) but not from
+    # the pixels': an attack differentiates the whole decision function through z(x) too.
+    z = features(frozen, jax.lax.stop_gradient(params), pixels)
     w = mixing_weights(z, extra["prototypes"], extra["has_proto"], client["log_prior"], tau, rule)
     mixed = jnp.einsum("bc,cpd->bpd", w, params["class"])  # [B, n_c, Dv]
     deep = jnp.broadcast_to(mixed[None], (depth,) + mixed.shape)
@@ -118,4 +126,4 @@ def make(model, config) -> base.PromptMethod:
   return base.PromptMethod(
       name="pep", prepare=prepare, init=init, logits=logits, init_extra=init_extra,
       client_stats=client_stats, server_update=lambda e, s: fold_prototypes(e, s, ema),
-      init_client=init_client)
+      init_client=init_client, stats_from=prototype_features)
