@@ -8,9 +8,12 @@ with their gradients written out), independent of the project's losses.
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from fedprompt_jax import config as config_lib
@@ -122,6 +125,25 @@ def test_trades_loss_is_ce_plus_beta_kl_at_the_kl_maximiser(spec):
   # The CE inner attack (the old behaviour) gives a different loss.
   x_ce = pgd_linf(X, eps, step, steps, ce_grad(Y), start=trades_start(KEY))
   assert not np.allclose(expected, ce(X, Y) + beta * kl(p, softmax(logits(x_ce))), rtol=1e-3)
+
+
+def test_trades_keeps_a_methods_own_loss_as_the_natural_term():
+  """A method with its own loss (here CE + 0.7 * sum w^2) keeps it under TRADES; the KL is added."""
+  eps, step, steps, beta = 0.05, 0.02, 3, 2.5
+  inner = linear_method()
+
+  def own_loss(frozen, params, aux, extra, client, pixels, labels, key):
+    z = inner.logits(frozen, params, aux, extra, client, pixels, key)
+    return (optax.softmax_cross_entropy_with_integer_labels(z, labels)
+            + 0.7 * jnp.sum(params["w"] ** 2))
+
+  method = adversarial(dataclasses.replace(inner, loss=own_loss),
+                       f"pgd:linf:eps={eps}:steps={steps}:step_size={step}", "trades", beta)
+  p = softmax(logits(X))
+  x_adv = pgd_linf(X, eps, step, steps, kl_grad(p), start=trades_start(KEY))
+  expected = (ce(X, Y) + 0.7 * np.sum(W.astype(np.float64) ** 2)
+              + beta * kl(p, softmax(logits(x_adv))))
+  np.testing.assert_allclose(loss_of(method), expected, rtol=1e-5)
 
 
 def test_trades_gradient_flows_through_both_clean_and_adversarial_logits():

@@ -4,7 +4,9 @@
 first crafts x_adv against the current prompts (held fixed during the attack) and
 over all global classes (the method's logits), then trains on it:
   pgd     method loss at x_adv                                  (Madry et al.)
-  trades  CE(clean) + beta * KL(p(clean) || p(x_adv))          (Zhang et al.)
+  trades  L(clean) + beta * KL(p(clean) || p(x_adv))           (Zhang et al.)
+where L is the method's own loss (cross-entropy unless the method defines one, e.g.
+with a consistency term, which TRADES then keeps).
 
 TRADES' inner maximisation is part of its definition: x_adv maximises
 KL(p(x) || p(x')) over the ball, by PGD from x + 0.001 N(0, I), where p(x) is the
@@ -97,7 +99,10 @@ def adversarial(method: PromptMethod, attack: Spec | Attack, mode: str, beta: fl
       return method.example_loss(frozen, params, aux, extra, client, x_adv, labels, loss_key)
     clean = method.logits(frozen, params, aux, extra, client, pixels, loss_key)
     adv = method.logits(frozen, params, aux, extra, client, x_adv, loss_key)
-    ce = optax.softmax_cross_entropy_with_integer_labels(clean, labels)
-    return ce + beta * trades_kl(clean, adv)
+    if method.loss is None:  # the natural term is CE of the clean logits: reuse them
+      natural = optax.softmax_cross_entropy_with_integer_labels(clean, labels)
+    else:  # a method's own loss (e.g. with a consistency term) stays the natural term
+      natural = method.loss(frozen, params, aux, extra, client, pixels, labels, loss_key)
+    return natural + beta * trades_kl(clean, adv)
 
   return dataclasses.replace(method, name=f"{method.name}+{mode}", loss=loss)
