@@ -74,6 +74,10 @@ def default_config() -> ml_collections.ConfigDict:
   c.fed.server_optimizer = "fedavg"
   c.fed.server_lr = 1.0
   c.fed.local_only = False
+  # Classes a client's training loss and training-time attack see: "global" (all C) or "local"
+  # (those in its own train split; methods/label_space.py). Evaluation of the global model is
+  # always over all classes.
+  c.fed.label_space = "global"
   # Extra clients that never train, evaluated as new clients (prior from their own labels).
   c.fed.new_clients = 0
   c.fed.chunk = -1   # clients vmapped at once per device; -1 = the backend's default
@@ -217,6 +221,9 @@ def validate(c: ml_collections.ConfigDict) -> None:
     _fail("fed.shots", c.fed.shots, "must be >= 1 or None")
   if not 0 < c.fed.test_fraction <= 1:
     _fail("fed.test_fraction", c.fed.test_fraction, "must be in (0, 1]")
+  from fedprompt_jax.methods.label_space import LABEL_SPACES  # pylint: disable=g-import-not-at-top
+  if c.fed.label_space not in LABEL_SPACES:
+    _fail("fed.label_space", c.fed.label_space, f"valid: {', '.join(LABEL_SPACES)}")
   if c.fed.weighting not in WEIGHTINGS:
     _fail("fed.weighting", c.fed.weighting, f"valid: {', '.join(WEIGHTINGS)}")
   from fedprompt_jax.fed.server import SERVER_OPTIMIZERS  # pylint: disable=g-import-not-at-top

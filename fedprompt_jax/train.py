@@ -34,6 +34,7 @@ from fedprompt_jax.fed.round import RoundInputs, ServerState, init_server_state,
 from fedprompt_jax.attacks import make_attack
 from fedprompt_jax.methods import base, make_method
 from fedprompt_jax.methods.adversarial import adversarial
+from fedprompt_jax.methods.label_space import local_label_space
 from fedprompt_jax.models.hf_loader import load_clip
 from fedprompt_jax.models.tokenizer import load_tokenizer
 
@@ -119,6 +120,8 @@ class Run:
       self.source, self.novel = split_base_novel(self.source)
     self.partition = make_partition(c, self.source)
     method = make_method(c.method.name, self.model, c.method)
+    if c.fed.label_space == "local":  # before `adversarial`: the attack sees the masked logits
+      method = local_label_space(method)
     if c.adv.train != "none":
       method = adversarial(method, make_attack(c.adv.train_attack), c.adv.train,
                            c.adv.trades_beta, c.adv.trades_any_inner_attack)
