@@ -32,9 +32,9 @@ import jax.numpy as jnp
 
 from fedprompt_jax.methods import base
 from fedprompt_jax.methods import prompt_generator as gen
+from fedprompt_jax.methods import text_prompt
 from fedprompt_jax.models import zeroshot
 
-PLACEHOLDER = "X"
 
 
 def _bool(config, key: str, default: bool) -> bool:
@@ -90,16 +90,8 @@ def make(model, config) -> base.PromptMethod:
 
   def prepare(ctx: base.Context):
     """Token ids of "X .. X {class}." [C, T] with M placeholders, and G [C, Dt]."""
-    prompts = [" ".join([PLACEHOLDER] * num_ctx) + f" {name}." for name in ctx.class_names]
-    ids, mask = ctx.tokenizer(prompts)
-    if (mask.sum(axis=1) >= ids.shape[1]).any():
-      longest = max(ctx.class_names, key=len)
-      raise ValueError(f"method.num_ctx={num_ctx} is invalid; it leaves no room for class name "
-                       f"{longest!r} in the text context of {ids.shape[1]} tokens")
-    placeholder = ctx.tokenizer.token_id(PLACEHOLDER.lower() + "</w>")
-    assert (ids[:, 1:1 + num_ctx] == placeholder).all(), "placeholder must be one token"
-    return {"ids": jnp.asarray(ids), "mask": jnp.asarray(mask),
-            "gle": label_embedding(ctx, templates)}
+    return dict(text_prompt.placeholder_class_tokens(ctx, num_ctx),
+                gle=label_embedding(ctx, templates))
 
   def init(key, aux):
     k_text, k_layer, k_gen = jax.random.split(key, 3)

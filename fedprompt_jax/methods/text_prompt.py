@@ -10,6 +10,22 @@ from fedprompt_jax.methods import base
 PLACEHOLDER = "X"
 
 
+def placeholder_class_tokens(ctx: base.Context, num_ctx: int) -> dict:
+  """{"ids", "mask"} [C, T] of "X .. X {class}." with `num_ctx` one-token placeholders.
+
+  Context vectors (CoOp, MaPLe, FedAPT) overwrite the placeholders' embeddings.
+  """
+  prompts = [" ".join([PLACEHOLDER] * num_ctx) + f" {name}." for name in ctx.class_names]
+  ids, mask = ctx.tokenizer(prompts)
+  if (mask.sum(axis=1) >= ids.shape[1]).any():
+    longest = max(ctx.class_names, key=len)
+    raise ValueError(f"method.num_ctx={num_ctx} is invalid; it leaves no room for class name "
+                     f"{longest!r} in the text context of {ids.shape[1]} tokens")
+  placeholder = ctx.tokenizer.token_id(PLACEHOLDER.lower() + "</w>")
+  assert (ids[:, 1:1 + num_ctx] == placeholder).all(), "placeholder must be one token"
+  return {"ids": jnp.asarray(ids), "mask": jnp.asarray(mask)}
+
+
 @base.register("promptfl")
 def make(model, config) -> base.PromptMethod:
   """config: num_ctx M, init ("random" N(0, init_std) or a phrase such as "a photo of a")."""
@@ -21,15 +37,7 @@ def make(model, config) -> base.PromptMethod:
 
   def prepare(ctx: base.Context):
     """Token ids of "X X .. X {class}." [C, T], and the init phrase's embeddings."""
-    prompts = [" ".join([PLACEHOLDER] * num_ctx) + f" {name}." for name in ctx.class_names]
-    ids, mask = ctx.tokenizer(prompts)
-    if (mask.sum(axis=1) >= ids.shape[1]).any():
-      longest = max(ctx.class_names, key=len)
-      raise ValueError(f"method.num_ctx={num_ctx} leaves no room for class name {longest!r} in "
-                       f"the text context of {ids.shape[1]} tokens")
-    placeholder = ctx.tokenizer.token_id(PLACEHOLDER.lower() + "</w>")
-    assert (ids[:, 1:1 + num_ctx] == placeholder).all(), "placeholder must be one token"
-    aux = {"ids": jnp.asarray(ids), "mask": jnp.asarray(mask)}
+    aux = placeholder_class_tokens(ctx, num_ctx)
     if init_mode != "random":
       phrase_ids, _ = ctx.tokenizer([init_mode])
       n = ctx.tokenizer.num_tokens(init_mode)
