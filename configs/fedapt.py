@@ -119,6 +119,8 @@ def _zeroshot(c):
 
 ABLATIONS = {"no_share": _no_share, "no_gle": _no_gle}
 METHODS = {"maple": _maple, "promptfl": _promptfl, "fedvpt": _fedvpt, "zeroshot": _zeroshot}
+# Single presets; any of them joined with '+' ("cifar10+eps4+no_gle") also works.
+PRESETS = dict(SETTINGS, **ABLATIONS, **METHODS)
 
 
 def _combined(name: str):
@@ -164,7 +166,7 @@ def get_config(arg=None):
   c.optim.lr = 0.01
   c.optim.schedule = "cosine"
   config_lib.adversarial_training(c)  # PGD-AT 2 steps at 1/255; adds APGD-CE-20 per radius
-  presets = dict(SETTINGS, **ABLATIONS, **METHODS)
+  presets = dict(PRESETS)
   first = (arg or "").split(",")[0]
   if first and "=" not in first and first not in presets:
     presets[first] = _combined(first)

@@ -22,7 +22,7 @@ from fedprompt_jax.models import hf_loader  # noqa: E402
 
 _CONFIGS = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "configs", "*.py")))
 # Published class counts (a preset naming a new data set adds its count here).
-_PUBLISHED_CLASSES = {"cifar100": 100, "tiny_imagenet": 200, "domainnet": 345}
+_PUBLISHED_CLASSES = {"cifar10": 10, "cifar100": 100, "tiny_imagenet": 200, "domainnet": 345}
 
 
 def _module(path):
