@@ -5,6 +5,7 @@ Shapes: N clients, T test examples per client (padded), B batch, C classes.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 from typing import Any, Callable
 
@@ -136,8 +137,8 @@ def robust_totals(robust: Robust, frozen, params, aux, extra, client, split: Spl
   """Counts and summed cross-entropies over the first `num_examples` of `split`, and over its
   first `subset` examples (the same evaluation, not a second one)."""
   n = min(num_examples, len(split))
-  correct, ce, sub_correct, sub_ce = {}, {}, {}, {}
-  add = lambda totals, name, value: totals.__setitem__(name, totals.get(name, 0) + value)
+  correct, ce = collections.Counter(), collections.Counter()
+  sub_correct, sub_ce = collections.Counter(), collections.Counter()
   for start in range(0, n, batch_size):
     idx = np.arange(start, min(start + batch_size, n))
     valid = len(idx)
@@ -147,14 +148,14 @@ def robust_totals(robust: Robust, frozen, params, aux, extra, client, split: Spl
     first = idx[:valid] < subset
     for name, value in out.items():
       value = np.asarray(value)[:valid]
-      add(correct, name, int(value.sum()))
-      add(sub_correct, name, int(value[first].sum()))
+      correct[name] += int(value.sum())
+      sub_correct[name] += int(value[first].sum())
     for name, value in losses.items():
       value = np.asarray(value, np.float64)[:valid]
-      add(ce, name, float(value.sum()))
-      add(sub_ce, name, float(value[first].sum()))
-  return (sanity_lib.Totals(n, correct, ce),
-          sanity_lib.Totals(min(subset, n), sub_correct, sub_ce))
+      ce[name] += float(value.sum())
+      sub_ce[name] += float(value[first].sum())
+  return (sanity_lib.Totals(n, dict(correct), dict(ce)),
+          sanity_lib.Totals(min(subset, n), dict(sub_correct), dict(sub_ce)))
 
 
 def robust_report(robust: Robust, frozen, params, aux, extra, client, split: Split,
