@@ -109,6 +109,11 @@ def default_config() -> ml_collections.ConfigDict:
   # worst case are reported on the first `eval_examples` global test examples.
   c.adv.eval = ("pgd:linf:eps=1/255:steps=10",)
   c.adv.eval_examples = 256
+  # Gradient-masking check (attacks/sanity.py): this large-radius attack on the first
+  # `sanity_examples` of those examples must leave robust accuracy near 0; "" skips it (the
+  # monotonicity and loss-rise checks cost nothing and always run).
+  c.adv.sanity_attack = "pgd:linf:eps=16/255:steps=20"
+  c.adv.sanity_examples = 64
 
   c.eval = ml_collections.ConfigDict()
   c.eval.every = 5
@@ -247,7 +252,10 @@ def validate(c: ml_collections.ConfigDict) -> None:
       MODES, TRADES_INNER, trades_inner_problem)
   if c.adv.train not in MODES:
     _fail("adv.train", c.adv.train, f"valid: {', '.join(MODES)}")
-  for key, specs in (("adv.train_attack", [c.adv.train_attack]), ("adv.eval", list(c.adv.eval))):
+  if not isinstance(c.adv.sanity_attack, str):
+    _fail("adv.sanity_attack", c.adv.sanity_attack, "must be an attack spec string, or '' to skip")
+  for key, specs in (("adv.train_attack", [c.adv.train_attack]), ("adv.eval", list(c.adv.eval)),
+                     ("adv.sanity_attack", [c.adv.sanity_attack] if c.adv.sanity_attack else [])):
     for spec in specs:
       try:
         make_attack(spec)
@@ -263,6 +271,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
             "adv.trades_any_inner_attack=True to use it as written")
   if not isinstance(c.adv.eval_examples, int) or c.adv.eval_examples < 1:
     _fail("adv.eval_examples", c.adv.eval_examples, "must be an integer >= 1")
+  if not isinstance(c.adv.sanity_examples, int) or c.adv.sanity_examples < 1:
+    _fail("adv.sanity_examples", c.adv.sanity_examples, "must be an integer >= 1")
   if c.seed < 0:
     _fail("seed", c.seed, "must be >= 0")
 

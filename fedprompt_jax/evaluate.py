@@ -5,12 +5,15 @@ Shapes: N clients, T test examples per client (padded), B batch, C classes.
 
 from __future__ import annotations
 
-from typing import Any
+import collections
+import dataclasses
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fedprompt_jax.attacks import sanity as sanity_lib
 from fedprompt_jax.data.source import Split
 from fedprompt_jax.methods.base import PromptMethod, merge_params
 
@@ -97,31 +100,94 @@ def client_summary(acc: np.ndarray, prefix: str = "pers_acc") -> dict:
   return {f"{prefix}_mean": float(acc.mean()), f"{prefix}_worst10": float(worst.mean())}
 
 
-def make_robust(method: PromptMethod, attacks):
-  """robust(frozen, params, aux, extra, client, pixels uint8 [B,...], labels [B], indices [B], key)
-  -> {"clean", <attack>..., "worst"}: [B] bool, jitted. Per-example keys come from the
-  examples' global indices, so results do not depend on the evaluation batch size."""
-  from fedprompt_jax.attacks import example_keys, robust_accuracy  # pylint: disable=g-import-not-at-top
+@dataclasses.dataclass(frozen=True)
+class Robust:
+  """A jitted robust evaluation (from `make_robust`) and its attacks by result name.
+
+  Calling it: (frozen, params, aux, extra, client, pixels uint8 [B, H, W, 3], labels [B],
+  indices [B], key) -> (correct, ce): correct {"clean", <attack>..., "worst"}: [B] bool,
+  ce {"clean", <attack>...}: [B] float32 cross-entropy at x and at each x_adv.
+  """
+  attacks: dict
+  fn: Callable
+
+  def __call__(self, *args):
+    return self.fn(*args)
+
+
+def make_robust(method: PromptMethod, attacks) -> Robust:
+  """The jitted robust evaluation of `method` under `attacks` (specs or `Attack`s). Per-example
+  keys come from the examples' global indices, so results do not depend on the evaluation
+  batch size."""
+  from fedprompt_jax.attacks import example_keys, make_attack  # pylint: disable=g-import-not-at-top
+  from fedprompt_jax.attacks.spec import result_names, robust_outcomes  # pylint: disable=g-import-not-at-top
+  built = [make_attack(a) for a in attacks]
 
   def robust(frozen, params, aux, extra, client, pixels, labels, indices, key):
     x = pixels.astype(jnp.float32) / 255.0
     logits_fn = lambda v: method.logits(frozen, params, aux, extra, client, v, key)
-    return robust_accuracy(logits_fn, attacks, x, labels, example_keys(key, indices))
+    return robust_outcomes(logits_fn, built, x, labels, example_keys(key, indices))
 
-  return jax.jit(robust)
+  return Robust(dict(zip(result_names(built), built)), jax.jit(robust))
 
 
-def robust_report(robust, frozen, params, aux, extra, client, split: Split, num_examples: int,
-                  batch_size: int, key) -> dict:
-  """Clean, per-attack and worst-case robust accuracy on the first `num_examples` of `split`."""
+def robust_totals(robust: Robust, frozen, params, aux, extra, client, split: Split,
+                  num_examples: int, batch_size: int, key,
+                  subset: int = 0) -> tuple[sanity_lib.Totals, sanity_lib.Totals]:
+  """Counts and summed cross-entropies over the first `num_examples` of `split`, and over its
+  first `subset` examples (the same evaluation, not a second one)."""
   n = min(num_examples, len(split))
-  totals = {}
+  correct, ce = collections.Counter(), collections.Counter()
+  sub_correct, sub_ce = collections.Counter(), collections.Counter()
   for start in range(0, n, batch_size):
     idx = np.arange(start, min(start + batch_size, n))
     valid = len(idx)
     idx = np.concatenate([idx, np.full(batch_size - valid, idx[0])])  # fixed batch shape
-    out = robust(frozen, params, aux, extra, client, split.images[idx], split.labels[idx], idx,
-                 key)
-    for name, correct in out.items():
-      totals[name] = totals.get(name, 0) + int(np.asarray(correct)[:valid].sum())
-  return {f"robust_acc/{name}": count / n for name, count in totals.items()}
+    out, losses = robust(frozen, params, aux, extra, client, split.images[idx],
+                         split.labels[idx], idx, key)
+    first = idx[:valid] < subset
+    for name, value in out.items():
+      value = np.asarray(value)[:valid]
+      correct[name] += int(value.sum())
+      sub_correct[name] += int(value[first].sum())
+    for name, value in losses.items():
+      value = np.asarray(value, np.float64)[:valid]
+      ce[name] += float(value.sum())
+      sub_ce[name] += float(value[first].sum())
+  return (sanity_lib.Totals(n, dict(correct), dict(ce)),
+          sanity_lib.Totals(min(subset, n), dict(sub_correct), dict(sub_ce)))
+
+
+def robust_report(robust: Robust, frozen, params, aux, extra, client, split: Split,
+                  num_examples: int, batch_size: int, key, sanity: Robust | None = None,
+                  sanity_examples: int = 0) -> dict:
+  """Clean, per-attack and worst-case robust accuracy on the first `num_examples` of `split`,
+  and the gradient-masking checks (attacks/sanity.py) as `robust_sanity/...` metrics, with
+  one line on stderr per failed check.
+
+  Args:
+    robust, frozen, params, aux, extra, client: the evaluation and its arguments.
+    split: the test split; num_examples: how many of its first examples to attack.
+    batch_size: the evaluation batch.
+    key: the evaluation key (per-example keys are folded from it).
+    sanity: `make_robust` of the one large-radius attack, or None to skip that check
+      (the others cost nothing and always run).
+    sanity_examples: it attacks the first min(sanity_examples, num_examples) examples.
+  """
+  subset = min(sanity_examples, num_examples, len(split)) if sanity is not None else 0
+  totals, first = robust_totals(robust, frozen, params, aux, extra, client, split,
+                                num_examples, batch_size, key, subset)
+  out = {f"robust_acc/{name}": totals.acc(name) for name in totals.correct}
+  large = None
+  if sanity is not None:
+    (name, attack), = sanity.attacks.items()
+    # A key of its own: per-example keys fold in indices < 2**32 - 1 from `key`.
+    large_totals, _ = robust_totals(sanity, frozen, params, aux, extra, client, split, subset,
+                                    min(batch_size, subset),
+                                    jax.random.fold_in(key, 2**32 - 1))
+    large = sanity_lib.LargeRadius(attack, name, large_totals, first)
+  metrics, warnings = sanity_lib.check(robust.attacks, totals, large)
+  if jax.process_index() == 0:
+    sanity_lib.warn(warnings)
+  out.update(metrics)
+  return out

@@ -24,6 +24,15 @@ import tqdm
 METRICS_FILE = "metrics.jsonl"
 
 _MAX_POSTFIX_ACC_KEYS = 3
+# Diagnostics (the gradient-masking checks of attacks/sanity.py) are in metrics.jsonl and
+# TensorBoard; the summary table shows only these of them (without a best value), the
+# curves and the progress bar none.
+_DIAGNOSTIC_PREFIX = "robust_sanity/"
+_SUMMARY_DIAGNOSTICS = ("robust_sanity/large_radius_acc", "robust_sanity/warnings")
+
+
+def is_diagnostic(key: str) -> bool:
+  return key.startswith(_DIAGNOSTIC_PREFIX)
 
 
 def _is_acc_key(key: str) -> bool:
@@ -215,7 +224,8 @@ class MetricsWriter:
       for key, value in numeric.items():
         self._tb.add_scalar(key, value, global_step=int(round_index))
       self._tb.flush()
-    acc_keys = [k for k in numeric if _is_acc_key(k)][:_MAX_POSTFIX_ACC_KEYS]
+    acc_keys = [k for k in numeric
+                if _is_acc_key(k) and not is_diagnostic(k)][:_MAX_POSTFIX_ACC_KEYS]
     self._postfix = {k: _postfix_value(k, numeric[k]) for k in acc_keys}
     if "train_loss" in numeric:
       self._loss = float(numeric["train_loss"])
@@ -279,14 +289,16 @@ def summary_table(records: list[dict], keys: Sequence[str] | None = None) -> str
 
   Args:
     records: metrics records, as from `read_metrics`.
-    keys: metrics to show; None: every numeric key of any record except "round".
+    keys: metrics to show; None: every numeric key of any record except "round" and the
+      diagnostics other than `_SUMMARY_DIAGNOSTICS`.
   """
   if not records:
     return "No evaluation records."
   final_index = max(range(len(records)), key=lambda i: (records[i].get("round", -1), i))
   final = records[final_index]
   if keys is None:
-    keys = sorted({k for r in records for k, v in r.items() if k != "round" and _is_number(v)})
+    keys = sorted({k for r in records for k, v in r.items() if k != "round" and _is_number(v)
+                   and (not is_diagnostic(k) or k in _SUMMARY_DIAGNOSTICS)})
 
   rows = []
   for key in keys:
@@ -294,7 +306,7 @@ def summary_table(records: list[dict], keys: Sequence[str] | None = None) -> str
     best = "-"
     series = [(r[key], r.get("round")) for r in records if _is_number(r.get(key))]
     series = [(v, rnd) for v, rnd in series if not (isinstance(v, float) and math.isnan(v))]
-    if series and (_is_acc_key(key) or _is_loss_key(key)):
+    if series and (_is_acc_key(key) or _is_loss_key(key)) and not is_diagnostic(key):
       pick = max if _is_acc_key(key) else min
       best_value, best_round = pick(series, key=lambda s: s[0])
       best = f"{_format_value(key, best_value)} @ round {best_round}"

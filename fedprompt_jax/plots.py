@@ -6,6 +6,8 @@ import math
 import os
 from typing import Any, Sequence
 
+from fedprompt_jax.metrics import is_diagnostic
+
 
 def _is_number(value: Any) -> bool:
   return (isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -27,7 +29,8 @@ def save_curves(records: list[dict], path: str,
   Args:
     records: metrics records with a "round" key, as from `metrics.read_metrics`.
     path: the PNG file to write; its directory is created if missing.
-    keys: accuracy metrics to plot; None: every key containing "acc".
+    keys: accuracy metrics to plot; None: every key containing "acc" but the diagnostics
+      (`metrics.is_diagnostic`).
 
   Returns:
     `path`, or None if there are no records. Keys missing from some records are
@@ -41,7 +44,7 @@ def save_curves(records: list[dict], path: str,
 
   if keys is None:
     keys = sorted({k for r in records for k, v in r.items()
-                   if "acc" in k.lower() and _is_number(v)})
+                   if "acc" in k.lower() and _is_number(v) and not is_diagnostic(k)})
   has_loss = any(_is_number(r.get("train_loss")) for r in records)
   nrows = 2 if has_loss else 1
   fig, axes = plt.subplots(nrows, 1, figsize=(8, 4 * nrows), sharex=True, squeeze=False)

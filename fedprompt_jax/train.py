@@ -151,6 +151,8 @@ class Run:
     self.predict = evaluate.make_predict(self.method)
     self.predict_clients = evaluate.make_personalized_predict(self.method)
     self.robust = evaluate.make_robust(self.method, [make_attack(a) for a in c.adv.eval])
+    self.sanity_robust = (evaluate.make_robust(self.method, [make_attack(c.adv.sanity_attack)])
+                          if c.adv.sanity_attack else None)
     hist = self.partition.label_histograms(self.source.train.labels).astype(np.float32)
     self.clients = jax.tree_util.tree_map(
         np.asarray, jax.vmap(self.method.init_client)(jnp.asarray(hist)))
@@ -196,10 +198,12 @@ class Run:
   def robust_report(self, robust, params: Tree, extra: Tree, num_examples: int,
                     batch_size: int) -> dict:
     """Robust accuracy of the global model (`robust` from evaluate.make_robust) on the first
-    `num_examples` global test examples, with the run's evaluation key."""
+    `num_examples` global test examples, with the run's evaluation key, and the
+    gradient-masking checks with `adv.sanity_attack` on the first `adv.sanity_examples`."""
     return evaluate.robust_report(robust, self.frozen, params, self.aux, extra,
                                   self.global_client, self.source.test, num_examples,
-                                  batch_size, jax.random.key(self.c.seed + 1))
+                                  batch_size, jax.random.key(self.c.seed + 1),
+                                  self.sanity_robust, self.c.adv.sanity_examples)
 
   def restore_latest(self, ckpt: checkpoint.Checkpointer):
     """(round, server state, host personal state) of the latest checkpoint, or None."""

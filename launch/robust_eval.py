@@ -9,9 +9,12 @@ per-example worst case over the attacks on the first --examples global test
 examples. Keys are those of training-time evaluation (the run's seed, then the
 attack's position in the list, then the example's index), so the run's own
 `adv.eval` list on its `adv.eval_examples` reproduces its figures exactly; the
-same attack at another position gets another random start. Prints a table and
-writes `<workdir>/robust_eval_round<R>.json`. Bad input prints one
-line starting with "error:" and exits with status 1.
+same attack at another position gets another random start. The run's
+gradient-masking checks (attacks/sanity.py: its `adv.sanity_attack` on the first
+`adv.sanity_examples`, monotonicity and loss rise over these attacks) are reported
+as `robust_sanity/...`, each failure as a line "warning: gradient-masking check: ..."
+on stderr. Prints a table and writes `<workdir>/robust_eval_round<R>.json`. Bad input
+prints one line starting with "error:" and exits with status 1.
 """
 
 import json
@@ -29,7 +32,8 @@ _BATCH = flags.DEFINE_integer("batch_size", 0, "evaluation batch; 0 = the run's 
 
 
 def evaluate_workdir(workdir: str, attacks: list[str], examples: int, batch_size: int) -> dict:
-  """{"round": R, "examples": N, "robust_acc/<name>": accuracy, ...} of the latest checkpoint."""
+  """{"round": R, "examples": N, "robust_acc/<name>": accuracy, ..., "robust_sanity/...": ...}
+  of the latest checkpoint."""
   from fedprompt_jax import checkpoint, evaluate  # pylint: disable=import-outside-toplevel
   from fedprompt_jax import config as config_lib  # pylint: disable=import-outside-toplevel
   from fedprompt_jax import train  # pylint: disable=import-outside-toplevel
@@ -79,6 +83,11 @@ def main(argv):
   for key, value in result.items():
     if key.startswith("robust_acc/"):
       print(f"  {key[len('robust_acc/'):]:<45} {100 * value:6.2f}%")
+  print("gradient-masking checks")
+  for key, value in result.items():
+    if key.startswith("robust_sanity/"):
+      shown = f"{100 * value:6.2f}%" if key.endswith("_acc") else f"{value:g}"
+      print(f"  {key[len('robust_sanity/'):]:<45} {shown}")
   out = os.path.join(_WORKDIR.value, f"robust_eval_round{result['round']}.json")
   with open(out, "w") as f:
     json.dump(result, f, indent=2)

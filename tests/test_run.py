@@ -150,6 +150,9 @@ def test_robust_eval_of_a_workdir_reproduces_the_runs_figures(tmp_path):
   assert again["round"] == 2
   assert {k: v for k, v in again.items() if k.startswith("robust_acc/")} == {
       k: v for k, v in last.items() if k.startswith("robust_acc/")}
+  checks = lambda r: {k: v for k, v in r.items() if k.startswith("robust_sanity/")}
+  assert last["robust_sanity/large_radius_acc"] <= 0.1 and last["robust_sanity/warnings"] == 0
+  assert checks(again) == pytest.approx(checks(last))  # the same checks (CE summed in batches)
   stronger = robust_eval.evaluate_workdir(workdir, ["pgd:linf:eps=8/255:steps=5"], 0, 0)
   assert stronger["robust_acc/clean"] == last["robust_acc/clean"]
   assert stronger["robust_acc/worst"] <= last["robust_acc/worst"]

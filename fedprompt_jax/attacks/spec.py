@@ -192,6 +192,43 @@ def make_attack(spec: Spec | Attack) -> Attack:
   return Attack(label, function, tuple(sorted(kwargs.items())))
 
 
+def result_names(attacks: Sequence[Spec | Attack]) -> tuple[str, ...]:
+  """The keys `robust_accuracy` gives the attacks: their names, made unique ("#i" appended)."""
+  names: list[str] = []
+  for i, attack in enumerate(make_attack(a) for a in attacks):
+    name = attack.name
+    while name in names or name in _RESERVED:
+      name = f"{name}#{i}"
+    names.append(name)
+  return tuple(names)
+
+
+def robust_outcomes(logits_fn: LogitsFn, attacks: Sequence[Spec | Attack], x: Array, y: Array,
+                    key: Array | None) -> tuple[dict[str, Array], dict[str, Array]]:
+  """`robust_accuracy` and the cross-entropy at each attack's x_adv, from the same logits.
+
+  Returns:
+    (correct, ce): correct as from `robust_accuracy`; ce {"clean": [B], <attack name>: [B]}
+    float32, the cross-entropy of the label at x and at each x_adv (the gradient-masking
+    check that an attack raises the loss; free, the logits are computed anyway).
+  """
+  built = [make_attack(a) for a in attacks]
+  logits = logits_fn(x)
+  if built:  # the attacks would raise too; this says so before any of them runs
+    losses.check_classes(logits)
+  correct = {"clean": jnp.argmax(logits, axis=-1) == y}
+  ce = {"clean": losses.cross_entropy(logits, y)}
+  worst = correct["clean"]
+  for i, (attack, name) in enumerate(zip(built, result_names(built))):
+    x_adv = attack(logits_fn, x, y, None if key is None else fold_keys(key, i))
+    logits = logits_fn(jax.lax.stop_gradient(x_adv))
+    correct[name] = correct["clean"] & (jnp.argmax(logits, axis=-1) == y)
+    ce[name] = losses.cross_entropy(logits, y)
+    worst = worst & correct[name]
+  correct["worst"] = worst
+  return correct, ce
+
+
 def robust_accuracy(logits_fn: LogitsFn, attacks: Sequence[Spec | Attack], x: Array, y: Array,
                     key: Array | None) -> dict[str, Array]:
   """Per-example correctness under each attack and under all of them (AutoAttack-style).
@@ -208,24 +245,10 @@ def robust_accuracy(logits_fn: LogitsFn, attacks: Sequence[Spec | Attack], x: Ar
     {"clean": [B] bool, <attack name>: [B] bool, ..., "worst": [B] bool}: an
     example is robust to an attack when it is classified correctly both clean
     and at that attack's x_adv; "worst" when it survives every attack. Sum over
-    batches and divide by the number of examples for accuracies.
+    batches and divide by the number of examples for accuracies. Names are
+    `result_names(attacks)`.
 
   Raises:
     ValueError: logits with fewer than 2 classes and at least one attack.
   """
-  built = [make_attack(a) for a in attacks]
-  correct = lambda inputs: jnp.argmax(logits_fn(inputs), axis=-1) == y
-  clean_logits = logits_fn(x)
-  if built:  # the attacks would raise too; this says so before any of them runs
-    losses.check_classes(clean_logits)
-  out = {"clean": jnp.argmax(clean_logits, axis=-1) == y}
-  worst = out["clean"]
-  for i, attack in enumerate(built):
-    name = attack.name
-    while name in out or name in _RESERVED:
-      name = f"{name}#{i}"
-    x_adv = attack(logits_fn, x, y, None if key is None else fold_keys(key, i))
-    out[name] = out["clean"] & correct(jax.lax.stop_gradient(x_adv))
-    worst = worst & out[name]
-  out["worst"] = worst
-  return out
+  return robust_outcomes(logits_fn, attacks, x, y, key)[0]
