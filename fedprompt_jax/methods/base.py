@@ -83,6 +83,15 @@ class PromptMethod:
       then over clients: (frozen, params, aux, extra, client, pixels, labels, mask) -> tree.
     server_update: (extra, summed stats) -> new extra.
     init_client: (label_histogram [C] float) -> client tree of constants.
+    init_step_state: (params) -> step state, a small per-client tree carried across
+      the local steps of one round (fresh each round); {} if unused.
+    control_step: optional (step_state, params, updates, batch_loss, is_last) ->
+      (updates, apply, step_state), called inside the jitted local update after the
+      optimizer has proposed `updates` for a batch whose mean training loss is
+      `batch_loss` (scalar); `is_last` is True at the client's last non-empty step.
+      It may mask or rescale the updates, and `apply` (bool scalar) False keeps
+      the parameters and the optimizer state as they were (e.g. FedMVP's LoRA
+      switch and its once-per-round stepping). None = every step applies.
   """
   name: str
   prepare: Callable[[Context], Tree]
@@ -95,6 +104,8 @@ class PromptMethod:
   client_stats: Callable[..., Tree] = _no_stats
   server_update: Callable[[Tree, Tree], Tree] = _no_server_update
   init_client: Callable[[jax.Array], Tree] = lambda histogram: {}
+  init_step_state: Callable[[Tree], Tree] = lambda params: {}
+  control_step: Callable[..., tuple[Tree, jax.Array, Tree]] | None = None
 
   def example_loss(self, frozen, params, aux, extra, client, pixels, labels, key) -> jax.Array:
     """[B] per-example loss (cross-entropy of the logits unless the method defines `loss`)."""
