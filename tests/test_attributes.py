@@ -93,3 +93,19 @@ def test_shipped_path_strips_source_and_config():
   assert attributes.shipped_path("tfds:domainnet/real").endswith(
       os.path.join("assets", "attributes", "domainnet.json"))
   assert attributes.shipped_path("shapes").endswith("shapes.json")
+
+
+def test_run_data_takes_the_configured_file_and_names_a_missing_class(tmp_path):
+  from fedprompt_jax import train  # pylint: disable=g-import-not-at-top
+  from fedprompt_jax.config import default_config  # pylint: disable=g-import-not-at-top
+  c = default_config()
+  c.data.domains = ("photo",)
+  c.data.train_per_class_domain, c.data.test_per_class_domain = 1, 1
+  table = {n: [f"a {n}, which is a shape."] for n in shapes.CLASS_NAMES}
+  c.data.attributes_file = _write(tmp_path, table)
+  assert train.load_data(c, 16).attributes["red circle"] == ("a red circle, which is a shape.",)
+  del table["blue star"]
+  c.data.attributes_file = _write(tmp_path, table, "partial.json")
+  with pytest.raises(ValueError, match=r"class 'blue star' has no attribute sentences in .*"
+                                       r"partial\.json"):
+    train.load_data(c, 16)
