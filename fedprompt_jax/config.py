@@ -50,6 +50,9 @@ def default_config() -> ml_collections.ConfigDict:
   # Base-to-novel: train on the first half of the classes; global_acc is then base accuracy,
   # novel_acc the other half (never trained on), base_novel_hm their harmonic mean.
   c.data.base_novel = False
+  # Attribute sentences per class (FedMVP): a JSON file {class name: [sentences]}; "" = the
+  # data set's shipped file (assets/attributes/<name>.json: shapes, digits), if any.
+  c.data.attributes_file = ""
 
   c.fed = ml_collections.ConfigDict()
   c.fed.num_clients = 20

@@ -23,6 +23,7 @@ from fedprompt_jax import checkpoint, evaluate
 from fedprompt_jax import config as config_lib
 from fedprompt_jax import metrics as metrics_lib
 from fedprompt_jax import plots
+from fedprompt_jax.data import attributes as attributes_lib
 from fedprompt_jax.data import partition as partition_lib
 from fedprompt_jax.data import partition_report
 from fedprompt_jax.data.federated import round_batches, round_local_steps
@@ -80,7 +81,8 @@ def load_data(c: ml_collections.ConfigDict, image_size: int):
                   max_examples=c.data.max_examples, train_split=c.data.tfds_train_split,
                   test_split=c.data.tfds_test_split,
                   domain_configs=tuple(c.data.tfds_domain_configs) or None)
-  return load_source(c.data.source, image_size=image_size, **kwargs)
+  src = load_source(c.data.source, image_size=image_size, **kwargs)
+  return attributes_lib.with_attributes(src, c.data.attributes_file)
 
 
 def make_partition(c: ml_collections.ConfigDict, source):

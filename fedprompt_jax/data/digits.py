@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn import datasets
 
-from fedprompt_jax.data import source
+from fedprompt_jax.data import attributes, source
 
 CLASS_NAMES: tuple[str, ...] = (
     "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -44,7 +44,8 @@ def load_digits(
     return source.Split(images=images[idx], labels=labels[idx], domains=None)
   return source.DataSource(
       name="digits", class_names=CLASS_NAMES,
-      train=split(train_idx), test=split(test_idx))
+      train=split(train_idx), test=split(test_idx),
+      attributes=attributes.load_attributes(attributes.shipped_path("digits"), CLASS_NAMES))
 
 
 def upscale(grey: np.ndarray, size: int) -> np.ndarray:

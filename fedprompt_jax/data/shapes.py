@@ -34,11 +34,12 @@ classes or domains leaves the images of the others unchanged.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
 
-from fedprompt_jax.data import source
+from fedprompt_jax.data import attributes, source
 
 SHAPES: tuple[str, ...] = (
     "circle", "square", "triangle", "star", "cross", "heart", "diamond", "crescent")
@@ -54,51 +55,6 @@ DOMAINS: tuple[str, ...] = ("photo", "sketch", "noisy", "pattern", "falsecolour"
 _FALSE_COLOUR_CHANNELS = (1, 0, 2)  # output (R, G, B) = input (G, R, B)
 CLASS_NAMES: tuple[str, ...] = tuple(f"{c} {s}" for s in SHAPES for c in COLOURS)
 
-_SHAPE_FACTS: dict[str, tuple[str, ...]] = {
-    "circle": ("is round", "has no corners", "has one smooth curved edge",
-               "looks like a coin", "is shaped like a full moon"),
-    "square": ("has four equal sides", "has four right-angled corners",
-               "has straight edges", "is as wide as it is tall",
-               "looks like a tile on a chessboard"),
-    "triangle": ("has three corners", "has three straight sides",
-                 "has a pointed top", "has a flat bottom edge",
-                 "looks like a warning road sign"),
-    "star": ("has five points", "has ten corners", "is spiky",
-             "looks like a starfish", "looks like a sheriff's badge"),
-    "cross": ("has four equal arms", "looks like a plus sign",
-              "has twelve corners", "is made of two crossing bars",
-              "looks like the sign on a first aid kit"),
-    "heart": ("has two rounded lobes on top", "has a point at the bottom",
-              "has a dip in the middle of its top", "is a symbol of love",
-              "looks like a valentine card"),
-    "diamond": ("has four corners", "is taller than it is wide",
-                "has a sharp corner at the top and at the bottom",
-                "is shaped like a rhombus",
-                "looks like the diamonds suit on a playing card"),
-    "crescent": ("is curved", "has two sharp tips",
-                 "is shaped like the letter c", "looks like a thin moon",
-                 "is a round shape with a bite taken out of its side"),
-}
-_COLOUR_FACTS: dict[str, tuple[str, ...]] = {
-    "red": ("is the colour of a ripe tomato", "is the colour of blood",
-            "is painted like a fire truck", "is the colour of a stop sign",
-            "has a warm, strong colour"),
-    "green": ("is the colour of fresh grass", "is the colour of summer leaves",
-              "is the colour of a lime", "is the colour of an emerald",
-              "is the colour of a frog"),
-    "blue": ("is the colour of a clear sky", "is the colour of the deep sea",
-             "is the colour of a sapphire", "has a cool, calm colour",
-             "is the colour of blue jeans"),
-    "yellow": ("is the colour of the sun", "is the colour of a lemon",
-               "is the colour of a school bus", "is the colour of egg yolk",
-               "is the colour of sunflower petals"),
-    "purple": ("is the colour of lavender", "is the colour of grapes",
-               "has a colour mixed from red and blue",
-               "is the colour of an amethyst", "is the colour of an aubergine"),
-    "orange": ("is the colour of a carrot", "is the colour of a pumpkin",
-               "has a colour mixed from red and yellow",
-               "is the colour of a traffic cone", "is the colour of autumn leaves"),
-}
 
 # Nuisance ranges, in units of the image side unless noted.
 _RADIUS = (0.22, 0.38)  # shape circumradius; the shape spans ~2 radii
@@ -110,11 +66,17 @@ _MAX_PIXELS_PER_CHUNK = 1 << 21  # bounds memory at large image sizes
 
 
 def attribute_sentences(class_name: str) -> tuple[str, ...]:
-  """Returns 10 sentences describing `class_name` ("<colour> <shape>")."""
-  colour, shape = class_name.split(" ")
-  article = "an" if class_name[0] in "aeiou" else "a"
-  facts = _SHAPE_FACTS[shape] + _COLOUR_FACTS[colour]
-  return tuple(f"a photo of {article} {class_name}, which {fact}." for fact in facts)
+  """Returns the 10 sentences describing `class_name` ("<colour> <shape>").
+
+  They are data: `assets/attributes/shapes.json` (five shape facts, then five
+  colour facts, each as "a photo of a <class>, which <fact>.").
+  """
+  return _attributes()[class_name]
+
+
+@functools.cache
+def _attributes() -> dict[str, tuple[str, ...]]:
+  return attributes.load_attributes(attributes.shipped_path("shapes"), CLASS_NAMES)
 
 
 def make_shapes(

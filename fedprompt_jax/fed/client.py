@@ -39,7 +39,9 @@ def make_local_update(method: PromptMethod, client_tx: optax.GradientTransformat
   whose batch is entirely padding changes nothing (parameters and optimizer state
   are kept). Adversarial training lives in the method's loss
   (methods/adversarial.py), not here. The client statistics are computed with the
-  received params or the trained ones, as `method.stats_from` says.
+  received params or the trained ones, as `method.stats_from` says. A method's
+  `control_step` hook sees every step's proposed updates and mean batch loss, with a
+  per-client state it carries across the steps (methods/base.py).
   """
 
   def masked_loss(params, frozen, aux, extra, client, pixels, labels, mask, key):
@@ -58,30 +60,41 @@ def make_local_update(method: PromptMethod, client_tx: optax.GradientTransformat
     params = received = merge_params(shared, personal)
     opt_state = client_tx.init(params)
 
+    num_steps = batches.labels.shape[0]
+    nonempty = batches.mask.any(axis=-1)  # [S]
+    last = num_steps - 1 - jnp.argmax(nonempty[::-1])  # the last non-empty step
+
     def step(carry, inputs):
-      params, opt_state, loss_sum, count = carry
-      pixels, labels, mask, step_key = inputs
+      params, opt_state, step_state, loss_sum, count = carry
+      pixels, labels, mask, step_key, index = inputs
       x = pixels.astype(jnp.float32) / 255.0
       _, loss_key = jax.random.split(step_key)  # second half: keys unchanged from earlier versions
-      (_, batch_loss_sum), grads = grad_fn(params, frozen, aux, extra, client, x, labels,
-                                           mask, loss_key)
+      (batch_loss, batch_loss_sum), grads = grad_fn(params, frozen, aux, extra, client, x,
+                                                    labels, mask, loss_key)
       updates, new_opt_state = client_tx.update(grads, opt_state, params)
       if lr_scale is not None:
         updates = jax.tree_util.tree_map(lambda u: u * jnp.asarray(lr_scale, u.dtype), updates)
-      new_params = optax.apply_updates(params, updates)
       any_valid = mask.any()
-      keep = lambda new, old: jax.tree_util.tree_map(
-          lambda n, o: jnp.where(any_valid, n, o), new, old)
-      carry = (keep(new_params, params), keep(new_opt_state, opt_state),
+      apply, new_step_state = any_valid, step_state
+      if method.control_step is not None:
+        updates, control, new_step_state = method.control_step(
+            step_state, params, updates, batch_loss, index == last)
+        apply = any_valid & control
+      new_params = optax.apply_updates(params, updates)
+      keep = lambda flag, new, old: jax.tree_util.tree_map(
+          lambda n, o: jnp.where(flag, n, o), new, old)
+      carry = (keep(apply, new_params, params), keep(apply, new_opt_state, opt_state),
+               keep(any_valid, new_step_state, step_state),
                loss_sum + batch_loss_sum, count + mask.sum())
       return carry, None
 
-    num_steps = batches.labels.shape[0]
     step_keys = jax.random.split(key, num_steps)
     zero = jnp.zeros((), jnp.float32)
-    (params, _, loss_sum, count), _ = jax.lax.scan(
-        step, (params, opt_state, zero, jnp.zeros((), jnp.int32)),
-        (batches.pixels, batches.labels, batches.mask, step_keys))
+    (params, _, _, loss_sum, count), _ = jax.lax.scan(
+        step, (params, opt_state, method.init_step_state(params), zero,
+               jnp.zeros((), jnp.int32)),
+        (batches.pixels, batches.labels, batches.mask, step_keys,
+         jnp.arange(num_steps, dtype=jnp.int32)))
     new_shared, new_personal = split_params(method, params)
     delta = jax.tree_util.tree_map(jnp.subtract, new_shared, shared)
     stats_params = received if method.stats_from == "received" else params

@@ -86,6 +86,15 @@ class PromptMethod:
       shared leaves the client received this round, with its personal leaves as they were
       before the local steps) or "trained" (the params after the local steps).
     init_client: (label_histogram [C] float) -> client tree of constants.
+    init_step_state: (params) -> step state, a small per-client tree carried across
+      the local steps of one round (fresh each round); {} if unused.
+    control_step: optional (step_state, params, updates, batch_loss, is_last) ->
+      (updates, apply, step_state), called inside the jitted local update after the
+      optimizer has proposed `updates` for a batch whose mean training loss is
+      `batch_loss` (scalar); `is_last` is True at the client's last non-empty step.
+      It may mask or rescale the updates, and `apply` (bool scalar) False keeps
+      the parameters and the optimizer state as they were (e.g. FedMVP's LoRA
+      switch and its once-per-round stepping). None = every step applies.
   """
   name: str
   prepare: Callable[[Context], Tree]
@@ -99,6 +108,8 @@ class PromptMethod:
   server_update: Callable[[Tree, Tree], Tree] = _no_server_update
   stats_from: str = "received"
   init_client: Callable[[jax.Array], Tree] = lambda histogram: {}
+  init_step_state: Callable[[Tree], Tree] = lambda params: {}
+  control_step: Callable[..., tuple[Tree, jax.Array, Tree]] | None = None
 
   def example_loss(self, frozen, params, aux, extra, client, pixels, labels, key) -> jax.Array:
     """[B] per-example loss (cross-entropy of the logits unless the method defines `loss`)."""
