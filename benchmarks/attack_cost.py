@@ -2,6 +2,8 @@
 """Cost of PGD-k against k forward-backward passes of the same model; prints ratios.
 
   python benchmarks/attack_cost.py [--batch 32] [--repeats 9] [--budget 10] [--json F]
+  python benchmarks/attack_cost.py --sections round [--round-k 4 --round-steps 2 \
+      --round-batch 16 --round-classes 48]           # FedAPT+PGD-2 round vs clean, vs FedVPT+AT
 
 Model: a random-weight CLIP with the embedded tiny CLIP's vision tower (width 96,
 4 layers, 4 heads, patch 4, 32x32) and a zero-shot-style head of 10 random unit
@@ -17,6 +19,12 @@ k dependent fwd+bwd passes (no per-call dispatch on either side). APGD-k is
 printed for information. Times: compile excluded, `jax.block_until_ready`,
 median of up to --repeats runs (fewer once --budget seconds per figure are
 spent), the two sides of a ratio measured alternately.
+
+Section "round" (benchmarks/round_cost.py): one federated round (configs/fedapt.py's
+method settings, local label spaces, Adam clients, FedAvg) of FedAPT with PGD-AT
+(2 steps at 1/255) against the same round trained clean (target <= 3.3x: 1 + 2
+gradient passes over the images per step, plus slack) and against FedVPT (deep, the
+preset's 32 tokens x 4 layers) + PGD-AT, on the embedded tiny CLIP.
 """
 
 from __future__ import annotations
@@ -83,7 +91,39 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--repeats", type=int, default=9)
   parser.add_argument("--budget", type=float, default=10.0, help="seconds per figure")
   parser.add_argument("--json", default=None, help="write the figures here")
+  parser.add_argument("--sections", default="attack,round", help="attack, round or both")
+  parser.add_argument("--round-k", type=int, default=4, help="clients in the round")
+  parser.add_argument("--round-steps", type=int, default=2, help="local steps per client")
+  parser.add_argument("--round-batch", type=int, default=16, help="local batch")
+  parser.add_argument("--round-classes", type=int, default=48, help="classes (shapes names)")
   args = parser.parse_args(argv)
+  sections = [x.strip() for x in args.sections.split(",") if x.strip()]
+  bad = [x for x in sections if x not in ("attack", "round")]
+  if bad or not sections:
+    print(f"error: --sections={args.sections!r} is invalid; valid: attack, round "
+          "(comma-separated)", file=sys.stderr)
+    return 1
+  if min(args.round_k, args.round_steps, args.round_batch) < 1 or not (
+      2 <= args.round_classes <= 48):
+    print("error: --round-k/--round-steps/--round-batch must be >= 1 and --round-classes in "
+          f"[2, 48]; got {args.round_k}/{args.round_steps}/{args.round_batch}/"
+          f"{args.round_classes}", file=sys.stderr)
+    return 1
+  figures = {}
+  if "attack" in sections:
+    figures.update(attack_section(args))
+  if "round" in sections:
+    import round_cost  # pylint: disable=import-outside-toplevel
+    figures["round"] = round_cost.section(args.round_k, args.round_steps, args.round_batch,
+                                          args.round_classes, args.repeats, args.budget)
+  if args.json:
+    with open(args.json, "w", encoding="utf-8") as f:
+      json.dump(figures, f, indent=1)
+  return 0
+
+
+def attack_section(args) -> dict:
+  """PGD-k against k fwd+bwd passes (the table above); returns its figures."""
 
   logits, params = build()
   x = jax.random.uniform(jax.random.key(3), (args.batch, IMAGE, IMAGE, 3))
@@ -121,10 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     rows.append(dict(attack=name, k=k, t_attack=t_attack, t_fwd_bwd=t_one, t_loop=t_loop,
                      ratio=ratio, ratio_loop=ratio_loop, verdict=verdict))
   print(f"TARGET PGD-k / (k x fwd+bwd) <= {TARGET}: {'PASS' if all_pass else 'MISS'}")
-  if args.json:
-    with open(args.json, "w", encoding="utf-8") as f:
-      json.dump(dict(batch=args.batch, target=TARGET, rows=rows), f, indent=1)
-  return 0
+  return dict(batch=args.batch, target=TARGET, rows=rows)
 
 
 if __name__ == "__main__":

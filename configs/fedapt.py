@@ -14,6 +14,7 @@ per-example worst case.
   python launch/run.py --config=configs/fedapt.py:no_share         # ablation: one generator per layer
   python launch/run.py --config=configs/fedapt.py:no_gle           # ablation: generator without G
   python launch/run.py --config=configs/fedapt.py:global_labels    # no gap: clients see all classes
+  python launch/run.py --config=configs/fedapt.py:no_at            # ablation: clean training
   python launch/run.py --config=configs/fedapt.py:cifar100         # ViT-B/16, CIFAR-100, eps 1/255
   python launch/run.py --config=configs/fedapt.py:cifar10+eps4+maple
   python launch/run.py --config=configs/fedapt.py:cifar100+vitb32+dirichlet,seed=1
@@ -98,6 +99,11 @@ def _no_gle(c):
   c.method.use_gle = False
 
 
+def _no_at(c):
+  """No adversarial training (clean local steps); robust evaluation unchanged."""
+  c.adv.train = "none"
+
+
 def _promptfl(c):
   """PromptFL + AT: shallow text context (4 tokens on the tiny CLIP, 16 on a real one)."""
   c.method.name = "promptfl"
@@ -117,7 +123,7 @@ def _zeroshot(c):
   c.adv.train = "none"
 
 
-ABLATIONS = {"no_share": _no_share, "no_gle": _no_gle}
+ABLATIONS = {"no_share": _no_share, "no_gle": _no_gle, "no_at": _no_at}
 METHODS = {"maple": _maple, "promptfl": _promptfl, "fedvpt": _fedvpt, "zeroshot": _zeroshot}
 # Single presets; any of them joined with '+' ("cifar10+eps4+no_gle") also works.
 PRESETS = dict(SETTINGS, **ABLATIONS, **METHODS)

@@ -2,12 +2,21 @@
 
   python launch/compare.py --workdir=workdirs/compare                      # PEP, FedVPT, PromptFL, local-only
   python launch/compare.py --workdir=W --seeds=0,1,2 --set=fed.alpha=0.3   # overrides for every run
+  python launch/compare.py --comparison=adversarial   # FedAPT, its ablations and the +AT baselines
+
+--comparison=pep (the default) is the PEP-FedPT federation above. --comparison=adversarial runs
+configs/fedapt.py's presets (FedAPT; ablations no_gle, no_share, no_at, global_labels; baselines
+promptfl, fedvpt, maple (all + PGD-AT) and zeroshot) in configs/fedapt.py's federation, and
+reports global clean accuracy and every robust_acc/* key the runs report (clean on the attacked
+examples, each adv.eval attack, the per-example worst case), over all classes; its default
+workdir is workdirs/compare_adversarial.
 
 Every run is an ordinary `train_and_evaluate` in WORKDIR/<name>_seed<s> (so a rerun resumes
 or skips finished runs); the partition depends only on the data, the partition keys and the
 seed, so all methods of a seed see the same clients. Reported numbers are final-round.
 """
 
+import dataclasses
 import json
 import os
 import sys
@@ -33,9 +42,53 @@ SHARED_KEYS = ("fed.num_clients", "fed.new_clients", "fed.clients_per_round", "f
                "data.domains", "data.train_per_class_domain", "data.test_per_class_domain")
 METRICS = ("pers_acc_mean", "pers_acc_worst10", "global_acc", "zeroshot_acc")
 
-_WORKDIR = flags.DEFINE_string("workdir", "workdirs/compare", "where the runs and the table go")
+# The adversarial comparison: name -> (config file, preset of configs/fedapt.py or ()).
+ADVERSARIAL_RUNS = {
+    "fedapt": ("configs/fedapt.py", ()),
+    "no_gle": ("configs/fedapt.py", ("no_gle",)),
+    "no_share": ("configs/fedapt.py", ("no_share",)),
+    "no_at": ("configs/fedapt.py", ("no_at",)),
+    "global_labels": ("configs/fedapt.py", ("global_labels",)),
+    "promptfl": ("configs/fedapt.py", ("promptfl",)),
+    "fedvpt": ("configs/fedapt.py", ("fedvpt",)),
+    "maple": ("configs/fedapt.py", ("maple",)),
+    "zeroshot": ("configs/fedapt.py", ("zeroshot",)),
+}
+# The federation and the evaluation every run shares (fed.label_space is not: global_labels
+# changes it; adv.train is not: no_at and zeroshot change it).
+ADVERSARIAL_SHARED_KEYS = (
+    "fed.num_clients", "fed.clients_per_round", "fed.rounds", "fed.partition",
+    "fed.classes_per_client", "fed.alpha", "fed.local_steps", "fed.batch_size", "fed.min_size",
+    "data.domains", "data.train_per_class_domain", "data.test_per_class_domain",
+    "adv.eval", "adv.eval_examples")
+ADVERSARIAL_METRICS = ("global_acc",)  # then every robust_acc/* key of the runs, in their order
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+  runs: dict
+  base_config: str        # the config whose SHARED keys every run takes
+  shared_keys: tuple
+  metrics: tuple          # reported keys (robust_acc/* ones are added when `robust` is set)
+  png_keys: tuple | None  # None: every reported key
+  robust: bool
+  workdir: str
+
+
+COMPARISONS = {
+    "pep": Comparison(RUNS, "configs/pep.py", SHARED_KEYS, METRICS, METRICS[:3], False,
+                      "workdirs/compare"),
+    "adversarial": Comparison(ADVERSARIAL_RUNS, "configs/fedapt.py", ADVERSARIAL_SHARED_KEYS,
+                              ADVERSARIAL_METRICS, None, True, "workdirs/compare_adversarial"),
+}
+
+_COMPARISON = flags.DEFINE_enum("comparison", "pep", list(COMPARISONS), "which comparison set")
+_WORKDIR = flags.DEFINE_string("workdir", None, "where the runs and the table go; default "
+                               "workdirs/compare (pep) or workdirs/compare_adversarial")
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "seeds")
-_METHODS = flags.DEFINE_list("methods", list(RUNS), f"subset of {', '.join(RUNS)}")
+_METHODS = flags.DEFINE_list("methods", None, f"subset of the set's runs (pep: "
+                             f"{', '.join(RUNS)}; adversarial: {', '.join(ADVERSARIAL_RUNS)}); "
+                             "default all")
 _SET = flags.DEFINE_multi_string("set", [], "key=value applied to every run")
 
 
@@ -48,29 +101,43 @@ def load_config(path: str, overrides):
   return module.get_config(",".join(overrides) if overrides else None)
 
 
-def table(results: dict) -> str:
-  lines = ["| method | " + " | ".join(METRICS) + " |", "|---" * (len(METRICS) + 1) + "|"]
+def robust_keys(results: dict) -> tuple:
+  """Every robust_acc/* key of the runs' final records: clean, the attacks (in order of first
+  appearance), worst."""
+  keys = {}
+  for runs in results.values():
+    for record in runs:
+      keys.update((k, None) for k in record if k.startswith("robust_acc/"))
+  ends = ("robust_acc/clean", "robust_acc/worst")
+  return (tuple(k for k in ends[:1] if k in keys) + tuple(k for k in keys if k not in ends)
+          + tuple(k for k in ends[1:] if k in keys))
+
+
+def table(results: dict, metrics=METRICS) -> str:
+  lines = ["| method | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
   for name, runs in results.items():
     cells = []
-    for key in METRICS:
+    for key in metrics:
       vals = np.array([r[key] for r in runs if key in r]) * 100
       cells.append(f"{vals.mean():.1f} +- {vals.std():.1f}" if len(vals) else "-")
     lines.append(f"| {name} | " + " | ".join(cells) + " |")
   return "\n".join(lines)
 
 
-def save_png(results: dict, path: str) -> None:
+def save_png(results: dict, path: str, keys=METRICS[:3]) -> None:
   import matplotlib  # pylint: disable=import-outside-toplevel
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-  keys = METRICS[:3]
-  fig, ax = plt.subplots(figsize=(8, 4))
+  many = len(keys) > 3
+  fig, ax = plt.subplots(figsize=(max(8, 1.6 * len(keys)), 5 if many else 4))
   width = 0.8 / max(1, len(results))
   for i, (name, runs) in enumerate(results.items()):
     vals = [[r.get(k, np.nan) * 100 for r in runs] for k in keys]
     ax.bar(np.arange(len(keys)) + i * width, np.nanmean(vals, 1), width,
            yerr=np.nanstd(vals, 1), label=name, capsize=3)
-  ax.set_xticks(np.arange(len(keys)) + width * (len(results) - 1) / 2, keys)
+  labels = [k[len("robust_acc/"):] if k.startswith("robust_acc/") else k for k in keys]
+  ax.set_xticks(np.arange(len(keys)) + width * (len(results) - 1) / 2, labels,
+                **({"rotation": 30, "ha": "right", "fontsize": 7} if many else {}))
   ax.set_ylabel("accuracy (%)")
   ax.legend()
   ax.grid(axis="y", alpha=0.3)
@@ -79,37 +146,49 @@ def save_png(results: dict, path: str) -> None:
   plt.close(fig)
 
 
+def run_comparison(comparison: Comparison, workdir: str, seeds, methods, overrides) -> tuple:
+  """Trains (or resumes) every run; writes comparison.{md,json,png}; returns (results, table)."""
+  from fedprompt_jax import train  # pylint: disable=import-outside-toplevel
+  results = {}
+  base_c = load_config(comparison.base_config, list(overrides))  # shared federation setting
+  for name in methods:
+    path, extra = comparison.runs[name]
+    for seed in seeds:
+      c = load_config(path, list(extra) + list(overrides) + [f"seed={int(seed)}"])
+      for key in comparison.shared_keys:
+        section, leaf = key.split(".")
+        c[section][leaf] = base_c[section][leaf]
+      records = train.train_and_evaluate(c, os.path.join(workdir, f"{name}_seed{seed}"))
+      results.setdefault(name, []).append(records[-1])
+  metrics = comparison.metrics + (robust_keys(results) if comparison.robust else ())
+  text = table(results, metrics)
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, "comparison.md"), "w") as f:
+    f.write(f"Final-round accuracy (%), mean +- std over seeds {', '.join(seeds)}\n\n"
+            + text + "\n")
+  with open(os.path.join(workdir, "comparison.json"), "w") as f:
+    json.dump(results, f, indent=2)
+  save_png(results, os.path.join(workdir, "comparison.png"),
+           metrics if comparison.png_keys is None else comparison.png_keys)
+  return results, text
+
+
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
-  from fedprompt_jax import train  # pylint: disable=import-outside-toplevel
-  unknown = [m for m in _METHODS.value if m not in RUNS]
+  comparison = COMPARISONS[_COMPARISON.value]
+  methods = list(comparison.runs) if _METHODS.value is None else _METHODS.value
+  unknown = [m for m in methods if m not in comparison.runs]
   if unknown:
-    print(f"error: --methods has unknown {unknown}; valid: {', '.join(RUNS)}", file=sys.stderr)
+    print(f"error: --methods has unknown {unknown}; valid: {', '.join(comparison.runs)}",
+          file=sys.stderr)
     return 1
-  results = {}
   try:
-    base_c = load_config("configs/pep.py", list(_SET.value))  # shared federation setting
-    for name in _METHODS.value:
-      path, extra = RUNS[name]
-      for seed in _SEEDS.value:
-        c = load_config(path, list(extra) + list(_SET.value) + [f"seed={int(seed)}"])
-        for key in SHARED_KEYS:
-          section, leaf = key.split(".")
-          c[section][leaf] = base_c[section][leaf]
-        records = train.train_and_evaluate(c, os.path.join(_WORKDIR.value, f"{name}_seed{seed}"))
-        results.setdefault(name, []).append(records[-1])
+    _, text = run_comparison(comparison, _WORKDIR.value or comparison.workdir, _SEEDS.value,
+                             methods, _SET.value)
   except (config_lib.ConfigError, ValueError, FileNotFoundError) as e:
     print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
     return 1
-  text = table(results)
-  os.makedirs(_WORKDIR.value, exist_ok=True)
-  with open(os.path.join(_WORKDIR.value, "comparison.md"), "w") as f:
-    f.write(f"Final-round accuracy (%), mean +- std over seeds {', '.join(_SEEDS.value)}\n\n"
-            + text + "\n")
-  with open(os.path.join(_WORKDIR.value, "comparison.json"), "w") as f:
-    json.dump(results, f, indent=2)
-  save_png(results, os.path.join(_WORKDIR.value, "comparison.png"))
   print(text)
   return 0
 
