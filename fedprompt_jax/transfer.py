@@ -127,7 +127,8 @@ def robust_by_domain(robust, frozen, params, aux, extra, client, source: DataSou
                      examples: int, batch_size: int, key) -> dict:
   """Clean and robust accuracy on each domain's first `examples` test rows (one key per row).
 
-  Keys: robust_acc/<attack> without domains, robust_acc/<domain>/<attack> with them.
+  Keys: robust_acc/<attack> without domains, robust_acc/<domain>/<attack> with them; the
+  free gradient-masking checks likewise as robust_sanity/[<domain>/]<check>.
   """
   from fedprompt_jax import evaluate  # pylint: disable=import-outside-toplevel
   out = {}
@@ -135,8 +136,9 @@ def robust_by_domain(robust, frozen, params, aux, extra, client, source: DataSou
     part = subset(source.test, rows)
     report = evaluate.robust_report(robust, frozen, params, aux, extra, client, part, len(part),
                                     min(batch_size, len(part)), key)
-    prefix = f"robust_acc/{name}/" if name else "robust_acc/"
-    out.update({prefix + k[len("robust_acc/"):]: v for k, v in report.items()})
+    for key_name, value in report.items():  # robust_acc/... and robust_sanity/... keys
+      group, rest = key_name.split("/", 1)
+      out[f"{group}/{name}/{rest}" if name else key_name] = value
     out[f"examples/{name}" if name else "examples"] = len(part)
   return out
 

@@ -27,17 +27,8 @@ from absl import app, flags, logging
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "a run's output directory", required=True)
-_DATA = flags.DEFINE_string("data", None, "target data: shapes, digits or tfds", required=True)
-_DOMAINS = flags.DEFINE_list("domains", [], "shapes domains; default: those the run did not "
-                             "train on")
-_TFDS_NAME = flags.DEFINE_string("tfds_name", "", "tfds data set (with --data=tfds)")
-_DATA_DIR = flags.DEFINE_string("data_dir", "", "tfds data_dir (with --data=tfds)")
-_ATTACKS = flags.DEFINE_multi_string("attack", [], "attack spec (attacks/spec.py); repeatable; "
-                                     "default: the run's adv.eval")
-_EXAMPLES = flags.DEFINE_integer("examples", 0, "test examples attacked per domain; 0 = the "
-                                 "run's adv.eval_examples")
-_BATCH = flags.DEFINE_integer("batch_size", 0, "evaluation batch; 0 = the run's eval.batch_size")
+# Flag holders, set by _define_flags() when this file runs as a command.
+_WORKDIR = _DATA = _DOMAINS = _TFDS_NAME = _DATA_DIR = _ATTACKS = _EXAMPLES = _BATCH = None
 
 
 def target_name(data: str, domains, tfds_name: str = "") -> str:
@@ -138,5 +129,24 @@ def main(argv):
   return 0
 
 
+def _define_flags():
+  """The command's flags, defined only when it runs as a command (importing it, as the tests
+  and other scripts do, leaves absl's global flags alone)."""
+  # pylint: disable=global-statement
+  global _WORKDIR, _DATA, _DOMAINS, _TFDS_NAME, _DATA_DIR, _ATTACKS, _EXAMPLES, _BATCH
+  _WORKDIR = flags.DEFINE_string("workdir", None, "a run's output directory", required=True)
+  _DATA = flags.DEFINE_string("data", None, "target data: shapes, digits or tfds", required=True)
+  _DOMAINS = flags.DEFINE_list("domains", [], "shapes domains; default: those the run did not "
+                               "train on")
+  _TFDS_NAME = flags.DEFINE_string("tfds_name", "", "tfds data set (with --data=tfds)")
+  _DATA_DIR = flags.DEFINE_string("data_dir", "", "tfds data_dir (with --data=tfds)")
+  _ATTACKS = flags.DEFINE_multi_string("attack", [], "attack spec (attacks/spec.py); repeatable; "
+                                       "default: the run's adv.eval")
+  _EXAMPLES = flags.DEFINE_integer("examples", 0, "test examples attacked per domain; 0 = the "
+                                   "run's adv.eval_examples")
+  _BATCH = flags.DEFINE_integer("batch_size", 0, "evaluation batch; 0 = the run's eval.batch_size")
+
+
 if __name__ == "__main__":
+  _define_flags()
   app.run(lambda argv: sys.exit(main(argv)))
