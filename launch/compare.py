@@ -82,14 +82,7 @@ COMPARISONS = {
                               ADVERSARIAL_METRICS, None, True, "workdirs/compare_adversarial"),
 }
 
-_COMPARISON = flags.DEFINE_enum("comparison", "pep", list(COMPARISONS), "which comparison set")
-_WORKDIR = flags.DEFINE_string("workdir", None, "where the runs and the table go; default "
-                               "workdirs/compare (pep) or workdirs/compare_adversarial")
-_SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "seeds")
-_METHODS = flags.DEFINE_list("methods", None, f"subset of the set's runs (pep: "
-                             f"{', '.join(RUNS)}; adversarial: {', '.join(ADVERSARIAL_RUNS)}); "
-                             "default all")
-_SET = flags.DEFINE_multi_string("set", [], "key=value applied to every run")
+_COMPARISON = _WORKDIR = _SEEDS = _METHODS = _SET = None  # absl flag holders, set by _define_flags()
 
 
 def load_config(path: str, overrides):
@@ -193,5 +186,20 @@ def main(argv):
   return 0
 
 
+def _define_flags():
+  """The command's flags, defined only when it runs as a command (importing it, as the tests
+  and other scripts do, leaves absl's global flags alone)."""
+  global _COMPARISON, _WORKDIR, _SEEDS, _METHODS, _SET  # pylint: disable=global-statement
+  _COMPARISON = flags.DEFINE_enum("comparison", "pep", list(COMPARISONS), "which comparison set")
+  _WORKDIR = flags.DEFINE_string("workdir", None, "where the runs and the table go; default "
+                                 "workdirs/compare (pep) or workdirs/compare_adversarial")
+  _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "seeds")
+  _METHODS = flags.DEFINE_list("methods", None, f"subset of the set's runs (pep: "
+                               f"{', '.join(RUNS)}; adversarial: {', '.join(ADVERSARIAL_RUNS)}); "
+                               "default all")
+  _SET = flags.DEFINE_multi_string("set", [], "key=value applied to every run")
+
+
 if __name__ == "__main__":
+  _define_flags()
   app.run(lambda argv: sys.exit(main(argv)))

@@ -25,10 +25,7 @@ from absl import app, flags, logging
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "a run's output directory", required=True)
-_ATTACKS = flags.DEFINE_multi_string("attack", [], "attack spec (attacks/spec.py); repeatable")
-_EXAMPLES = flags.DEFINE_integer("examples", 0, "global test examples to attack; 0 = all")
-_BATCH = flags.DEFINE_integer("batch_size", 0, "evaluation batch; 0 = the run's eval.batch_size")
+_WORKDIR = _ATTACKS = _EXAMPLES = _BATCH = None  # absl flag holders, set by _define_flags()
 
 
 def evaluate_workdir(workdir: str, attacks: list[str], examples: int, batch_size: int) -> dict:
@@ -95,5 +92,16 @@ def main(argv):
   return 0
 
 
+def _define_flags():
+  """The command's flags, defined only when it runs as a command (importing it, as the tests
+  and other scripts do, leaves absl's global flags alone)."""
+  global _WORKDIR, _ATTACKS, _EXAMPLES, _BATCH  # pylint: disable=global-statement
+  _WORKDIR = flags.DEFINE_string("workdir", None, "a run's output directory", required=True)
+  _ATTACKS = flags.DEFINE_multi_string("attack", [], "attack spec (attacks/spec.py); repeatable")
+  _EXAMPLES = flags.DEFINE_integer("examples", 0, "global test examples to attack; 0 = all")
+  _BATCH = flags.DEFINE_integer("batch_size", 0, "evaluation batch; 0 = the run's eval.batch_size")
+
+
 if __name__ == "__main__":
+  _define_flags()
   app.run(lambda argv: sys.exit(main(argv)))

@@ -18,14 +18,6 @@ from fedprompt_jax.data.source import load_source  # noqa: E402
 from fedprompt_jax.models.hf_loader import CheckpointError, load_clip  # noqa: E402
 from fedprompt_jax.models.tokenizer import TokenizerError, load_tokenizer  # noqa: E402
 
-flags.DEFINE_string("checkpoint", "embedded", "'embedded', a transformers-format dir or hub name")
-flags.DEFINE_string("data", "shapes", "data source: shapes, digits or tfds")
-flags.DEFINE_string("tfds_name", None, "tfds data set name (with --data=tfds)")
-flags.DEFINE_string("data_dir", None, "tfds data_dir (with --data=tfds)")
-flags.DEFINE_integer("test_per_class_domain", 20, "shapes test images per class and domain")
-flags.DEFINE_integer("seed", 0, "data seed")
-flags.DEFINE_list("templates", list(world.ZEROSHOT_TEMPLATES), "templates with '{}'")
-flags.DEFINE_integer("batch_size", 256, "images per forward pass")
 FLAGS = flags.FLAGS
 
 
@@ -62,5 +54,19 @@ def main(argv):
   return 0
 
 
+def _define_flags():
+  """The command's flags, defined only when it runs as a command (importing it leaves absl's
+  global flags alone)."""
+  flags.DEFINE_string("checkpoint", "embedded", "'embedded', a transformers-format dir or hub name")
+  flags.DEFINE_string("data", "shapes", "data source: shapes, digits or tfds")
+  flags.DEFINE_string("tfds_name", None, "tfds data set name (with --data=tfds)")
+  flags.DEFINE_string("data_dir", None, "tfds data_dir (with --data=tfds)")
+  flags.DEFINE_integer("test_per_class_domain", 20, "shapes test images per class and domain")
+  flags.DEFINE_integer("seed", 0, "data seed")
+  flags.DEFINE_list("templates", list(world.ZEROSHOT_TEMPLATES), "templates with '{}'")
+  flags.DEFINE_integer("batch_size", 256, "images per forward pass")
+
+
 if __name__ == "__main__":
+  _define_flags()
   app.run(lambda argv: sys.exit(main(argv)))
