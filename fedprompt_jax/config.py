@@ -112,6 +112,10 @@ def default_config() -> ml_collections.ConfigDict:
   # worst case are reported on the first `eval_examples` global test examples.
   c.adv.eval = ("pgd:linf:eps=1/255:steps=10",)
   c.adv.eval_examples = 256
+  # Examples per attack batch (its own size: an attack's backward pass keeps every layer's
+  # activations, so on a real-size CLIP it needs a smaller batch than clean evaluation). The
+  # last batch is padded only to the next power of two (>= 8) that holds what is left.
+  c.adv.eval_batch_size = 64
   # Gradient-masking check (attacks/sanity.py): this large-radius attack on the first
   # `sanity_examples` of those examples must leave robust accuracy near 0; "" skips it (the
   # monotonicity and loss-rise checks cost nothing and always run).
@@ -276,6 +280,10 @@ def validate(c: ml_collections.ConfigDict) -> None:
     _fail("adv.eval_examples", c.adv.eval_examples, "must be an integer >= 1")
   if not isinstance(c.adv.sanity_examples, int) or c.adv.sanity_examples < 1:
     _fail("adv.sanity_examples", c.adv.sanity_examples, "must be an integer >= 1")
+  if not isinstance(c.adv.eval_batch_size, int) or c.adv.eval_batch_size < 1:
+    _fail("adv.eval_batch_size", c.adv.eval_batch_size, "must be an integer >= 1")
+  if not isinstance(c.eval.batch_size, int) or c.eval.batch_size < 1:
+    _fail("eval.batch_size", c.eval.batch_size, "must be an integer >= 1")
   if c.seed < 0:
     _fail("seed", c.seed, "must be >= 0")
 

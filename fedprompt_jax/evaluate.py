@@ -31,17 +31,29 @@ def make_predict(method: PromptMethod):
   return jax.jit(predict)
 
 
+def padded_size(valid: int, batch_size: int) -> int:
+  """The batch a partial batch of `valid` examples is padded to: the next power of two that
+  holds them, at least 8 and at most `batch_size` (so at most log2(batch_size) - 2 extra
+  compiled shapes, and never more than 2x the work the examples need)."""
+  size = 8
+  while size < valid:
+    size *= 2
+  return min(size, batch_size)
+
+
 def predict_split(predict, frozen, params, aux, extra, client, split: Split,
                   batch_size: int) -> np.ndarray:
-  """[N] predictions over a whole split, in fixed-size batches (the last one padded)."""
+  """[N] predictions over a whole split, in batches of `batch_size` (the last one padded only
+  to `padded_size`)."""
   n = len(split)
   preds = []
   for start in range(0, n, batch_size):
     chunk = split.images[start:start + batch_size]
-    pad = batch_size - len(chunk)
+    valid = len(chunk)
+    pad = padded_size(valid, batch_size) - valid
     if pad:
       chunk = np.concatenate([chunk, np.zeros((pad,) + chunk.shape[1:], chunk.dtype)])
-    preds.append(np.asarray(predict(frozen, params, aux, extra, client, chunk))[:batch_size - pad])
+    preds.append(np.asarray(predict(frozen, params, aux, extra, client, chunk))[:valid])
   return np.concatenate(preds) if preds else np.zeros((0,), np.int32)
 
 
@@ -142,7 +154,8 @@ def robust_totals(robust: Robust, frozen, params, aux, extra, client, split: Spl
   for start in range(0, n, batch_size):
     idx = np.arange(start, min(start + batch_size, n))
     valid = len(idx)
-    idx = np.concatenate([idx, np.full(batch_size - valid, idx[0])])  # fixed batch shape
+    # Padded with copies of a real example, only as far as `padded_size` (few batch shapes).
+    idx = np.concatenate([idx, np.full(padded_size(valid, batch_size) - valid, idx[0])])
     out, losses = robust(frozen, params, aux, extra, client, split.images[idx],
                          split.labels[idx], idx, key)
     first = idx[:valid] < subset
@@ -168,7 +181,7 @@ def robust_report(robust: Robust, frozen, params, aux, extra, client, split: Spl
   Args:
     robust, frozen, params, aux, extra, client: the evaluation and its arguments.
     split: the test split; num_examples: how many of its first examples to attack.
-    batch_size: the evaluation batch.
+    batch_size: examples per attack batch (the last one padded only to `padded_size`).
     key: the evaluation key (per-example keys are folded from it).
     sanity: `make_robust` of the one large-radius attack, or None to skip that check
       (the others cost nothing and always run).

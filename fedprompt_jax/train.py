@@ -237,7 +237,7 @@ class Run:
         out["base_novel_hm"] = 2 * b * n / (b + n) if b + n > 0 else 0.0
       if c.adv.eval:
         out.update(self.robust_report(self.robust, params, state.extra, c.adv.eval_examples,
-                                      c.eval.batch_size))
+                                      c.adv.eval_batch_size))
     if c.eval.personalized:
       per_call = max(1, c.eval.batch_size // max(1, int(self.partition.test_sizes().max())))
       acc = evaluate.personalized_accuracy(

@@ -63,7 +63,7 @@ def evaluate_workdir(workdir: str, attacks: list[str], examples: int, batch_size
   n = examples or len(run.source.test)
   report = run.robust_report(evaluate.make_robust(run.method, parsed),
                              run.global_params(state, personal_all), state.extra, n,
-                             batch_size or c.eval.batch_size)
+                             batch_size or c.adv.eval_batch_size)
   return {"round": int(latest), "examples": min(n, len(run.source.test)), **report}
 
 
@@ -99,7 +99,7 @@ def _define_flags():
   _WORKDIR = flags.DEFINE_string("workdir", None, "a run's output directory", required=True)
   _ATTACKS = flags.DEFINE_multi_string("attack", [], "attack spec (attacks/spec.py); repeatable")
   _EXAMPLES = flags.DEFINE_integer("examples", 0, "global test examples to attack; 0 = all")
-  _BATCH = flags.DEFINE_integer("batch_size", 0, "evaluation batch; 0 = the run's eval.batch_size")
+  _BATCH = flags.DEFINE_integer("batch_size", 0, "attack batch; 0 = the run's adv.eval_batch_size")
 
 
 if __name__ == "__main__":

@@ -101,7 +101,8 @@ def evaluate_transfer(workdir: str, data: str, domains=(), attacks=(), examples:
                                 [make_attack(a) for a in c.adv.eval])
   out["attacks"] = list(attacks or c.adv.eval)
   out.update(transfer.robust_by_domain(robust, *args, target, examples or c.adv.eval_examples,
-                                       batch, jax.random.key(c.seed + 1)))
+                                       batch_size or c.adv.eval_batch_size,
+                                       jax.random.key(c.seed + 1)))
   return out
 
 
@@ -144,7 +145,8 @@ def _define_flags():
                                        "default: the run's adv.eval")
   _EXAMPLES = flags.DEFINE_integer("examples", 0, "test examples attacked per domain; 0 = the "
                                    "run's adv.eval_examples")
-  _BATCH = flags.DEFINE_integer("batch_size", 0, "evaluation batch; 0 = the run's eval.batch_size")
+  _BATCH = flags.DEFINE_integer("batch_size", 0, "evaluation batch (clean, and attacks when "
+                                 "given); 0 = the run's eval.batch_size and adv.eval_batch_size")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,60 @@
+"""Evaluation batches: attacks use adv.eval_batch_size, and a partial last batch is padded only
+to the next power of two (>= 8) that holds it, never to the full batch."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from fedprompt_jax import config as config_lib
+from fedprompt_jax import evaluate
+from fedprompt_jax.data.source import Split
+
+
+def _split(n: int) -> Split:
+  rng = np.random.default_rng(0)
+  return Split(rng.integers(0, 256, (n, 4, 4, 3), dtype=np.uint8),
+               rng.integers(0, 3, n).astype(np.int32))
+
+
+@pytest.mark.parametrize("valid,batch,expected", [
+    (1, 64, 8), (8, 64, 8), (9, 64, 16), (33, 64, 64), (64, 64, 64), (5, 4, 4), (100, 256, 128)])
+def test_padded_size(valid, batch, expected):
+  assert evaluate.padded_size(valid, batch) == expected
+
+
+def test_robust_totals_pads_the_last_batch_only_as_far_as_needed():
+  shapes = []
+
+  def fake(frozen, params, aux, extra, client, pixels, labels, indices, key):
+    shapes.append(pixels.shape[0])
+    correct = labels == 0  # a "model" that is right exactly on class 0
+    return {"clean": correct}, {"clean": jnp.zeros(pixels.shape[0])}
+
+  robust = evaluate.Robust({}, fake)
+  split = _split(70)
+  totals, first = evaluate.robust_totals(robust, None, None, None, None, None, split, 70, 32,
+                                         key=None, subset=10)
+  assert shapes == [32, 32, 8]  # 6 left over: padded to 8, not to 32
+  assert totals.correct["clean"] == int((split.labels == 0).sum())  # padding never counted
+  assert first.correct["clean"] == int((split.labels[:10] == 0).sum())
+
+
+def test_predict_split_pads_the_last_batch_only_as_far_as_needed():
+  shapes = []
+
+  def predict(frozen, params, aux, extra, client, pixels):
+    shapes.append(pixels.shape[0])
+    return np.asarray(pixels[:, 0, 0, 0], np.int32)
+
+  split = _split(300)
+  preds = evaluate.predict_split(predict, None, None, None, None, None, split, 256)
+  assert shapes == [256, 64]
+  np.testing.assert_array_equal(preds, split.images[:, 0, 0, 0])
+
+
+def test_attack_batch_size_is_its_own_key_and_checked():
+  c = config_lib.default_config()
+  assert c.adv.eval_batch_size < c.eval.batch_size
+  c.adv.eval_batch_size = 0
+  with pytest.raises(config_lib.ConfigError, match="adv.eval_batch_size=0"):
+    config_lib.validate(c)
