@@ -23,6 +23,7 @@ from fedprompt_jax import checkpoint, evaluate
 from fedprompt_jax import config as config_lib
 from fedprompt_jax import metrics as metrics_lib
 from fedprompt_jax import plots
+from fedprompt_jax import workdir as workdir_lib
 from fedprompt_jax.data import attributes as attributes_lib
 from fedprompt_jax.data import partition as partition_lib
 from fedprompt_jax.data import partition_report
@@ -279,9 +280,19 @@ def write_run_files(run: Run, c: ml_collections.ConfigDict, workdir: str) -> Non
   partition_report.save_png(run.partition, run.source, os.path.join(workdir, "partition.png"))
 
 
-def train_and_evaluate(c: ml_collections.ConfigDict, workdir: str) -> list[dict]:
-  """Runs (or resumes) the experiment; returns the metrics records."""
+def train_and_evaluate(c: ml_collections.ConfigDict, workdir: str,
+                       defaults: ml_collections.ConfigDict | None = None) -> list[dict]:
+  """Runs (or resumes) the experiment; returns the metrics records.
+
+  Args:
+    c: the experiment config.
+    workdir: the output directory; one with a checkpoint is resumed.
+    defaults: the config file's own defaults (`get_config()`): keys that an older
+      config.json in `workdir` lacks count as unchanged when `c` holds these values.
+  """
   config_lib.validate(c)
+  workdir_lib.check_writable(workdir)
+  workdir_lib.check_same_config(c, workdir, defaults)
   run = Run(c, workdir)
   write_run_files(run, c, workdir)
 

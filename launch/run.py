@@ -51,9 +51,11 @@ def main(argv):
   from fedprompt_jax import train  # pylint: disable=import-outside-toplevel
   from fedprompt_jax.config import ConfigError  # pylint: disable=import-outside-toplevel
   from fedprompt_jax.models.hf_loader import CheckpointError  # pylint: disable=import-outside-toplevel
+  from fedprompt_jax import cli  # pylint: disable=import-outside-toplevel
   workdir = _WORKDIR.value or default_workdir(flags.FLAGS["config"].serialize().split("=", 1)[1])
   try:
-    train.train_and_evaluate(_CONFIG.value, workdir)
+    defaults = cli.config_defaults(config_flags.get_config_filename(flags.FLAGS["config"]))
+    train.train_and_evaluate(_CONFIG.value, workdir, defaults)
   except (ConfigError, CheckpointError, ValueError, FileNotFoundError) as e:
     print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
     return 1
