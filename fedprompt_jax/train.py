@@ -10,6 +10,7 @@ a checkpoint resumes from it and replays exactly.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from typing import Any
 
@@ -208,15 +209,24 @@ class Run:
                                   batch_size, jax.random.key(self.c.seed + 1),
                                   self.sanity_robust, self.c.adv.sanity_examples)
 
-  def restore_latest(self, ckpt: checkpoint.Checkpointer):
-    """(round, server state, host personal state) of the latest checkpoint, or None."""
-    latest = ckpt.latest_round()
-    if latest is None:
+  def restore_latest(self, ckpt: checkpoint.Checkpointer, set_aside: bool = True):
+    """(round, server state, host personal state) of the newest intact checkpoint, or None.
+
+    Each damaged newer checkpoint is reported on stderr in one line (and moved to
+    ckpt_damaged/ when `set_aside`); checkpoint.DamagedCheckpointsError if none is intact.
+    """
+    if ckpt.latest_round() is None:
       return None
     state, personal_all = self.initial_state()
-    restored = ckpt.restore(latest, {"server": state, "personal": personal_all})
-    return (latest, restored["server"],
-            jax.tree_util.tree_map(np.asarray, restored["personal"]))
+    restored = ckpt.restore_newest_intact({"server": state, "personal": personal_all},
+                                          set_aside=set_aside)
+    for d in restored.damaged:
+      moved = f"; moved to {d.moved_to}" if d.moved_to else ""
+      print(f"warning: the checkpoint of round {d.round} in {ckpt.directory} is damaged "
+            f"({d.reason}){moved}; using the newest intact one, round {restored.round}",
+            file=sys.stderr, flush=True)
+    return (restored.round, restored.tree["server"],
+            jax.tree_util.tree_map(np.asarray, restored.tree["personal"]))
 
   def evaluate(self, state: ServerState, personal_all: Tree) -> dict:
     c = self.c
@@ -293,6 +303,7 @@ def train_and_evaluate(c: ml_collections.ConfigDict, workdir: str,
   config_lib.validate(c)
   workdir_lib.check_writable(workdir)
   workdir_lib.check_same_config(c, workdir, defaults)
+  checkpoint.check_not_all_damaged(workdir)
   run = Run(c, workdir)
   write_run_files(run, c, workdir)
 

@@ -49,6 +49,7 @@ def main(argv):
     jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
                                num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value)
   from fedprompt_jax import train  # pylint: disable=import-outside-toplevel
+  from fedprompt_jax.checkpoint import DamagedCheckpointsError  # pylint: disable=import-outside-toplevel
   from fedprompt_jax.config import ConfigError  # pylint: disable=import-outside-toplevel
   from fedprompt_jax.models.hf_loader import CheckpointError  # pylint: disable=import-outside-toplevel
   from fedprompt_jax import cli  # pylint: disable=import-outside-toplevel
@@ -56,7 +57,7 @@ def main(argv):
   try:
     defaults = cli.config_defaults(config_flags.get_config_filename(flags.FLAGS["config"]))
     train.train_and_evaluate(_CONFIG.value, workdir, defaults)
-  except (ConfigError, CheckpointError, ValueError, FileNotFoundError) as e:
+  except (ConfigError, CheckpointError, DamagedCheckpointsError, ValueError, OSError) as e:
     print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
     return 1
   return 0
