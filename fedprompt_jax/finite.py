@@ -23,3 +23,29 @@ def nonfinite_leaves(tree: Any) -> list[str]:
     return []
   flags = np.asarray(_finite_flags([leaf for _, leaf in flat]))
   return [name for (name, _), ok in zip(flat, flags) if not ok]
+
+
+class DivergenceError(RuntimeError):
+  """A round produced a non-finite loss or update; the message is one line."""
+
+
+def check_round(round_index: int, loss: float, updates: dict[str, Any]) -> None:
+  """Raises DivergenceError naming the round and the first non-finite metric.
+
+  Args:
+    round_index: the round just completed (1-based).
+    loss: its mean training loss.
+    updates: {name: tree} of what the round produced (the server state, the
+      clients' personal state), checked leaf by leaf.
+  """
+  what = None
+  if not np.isfinite(loss):
+    what = f"train_loss is {loss}"
+  else:
+    for name, tree in updates.items():
+      bad = nonfinite_leaves(tree)
+      if bad:
+        what = f"the update of {name}.{bad[0]} is not finite"
+        break
+  if what is not None:
+    raise DivergenceError(f"round {round_index} diverged: {what}")

@@ -22,6 +22,7 @@ import optax
 
 from fedprompt_jax import checkpoint, evaluate
 from fedprompt_jax import config as config_lib
+from fedprompt_jax import finite
 from fedprompt_jax import metrics as metrics_lib
 from fedprompt_jax import plots
 from fedprompt_jax import workdir as workdir_lib
@@ -290,6 +291,35 @@ def write_run_files(run: Run, c: ml_collections.ConfigDict, workdir: str) -> Non
   partition_report.save_png(run.partition, run.source, os.path.join(workdir, "partition.png"))
 
 
+def train_rounds(run: Run, ckpt: checkpoint.Checkpointer, writer: metrics_lib.MetricsWriter,
+                 zs: dict, state: ServerState, personal_all: Tree, start: int) -> None:
+  """Rounds start+1..R, evaluated, written and checkpointed every `eval.every` rounds.
+
+  A round with a non-finite loss or update raises finite.DivergenceError before its
+  record or checkpoint is written.
+  """
+  c = run.c
+  key = mesh_lib.replicate(run.mesh, jax.random.key_data(jax.random.key(c.seed)))
+  t0 = time.time()
+  for r in range(start, c.fed.rounds if run.method.trains else start):
+    ids, inputs = run.round_inputs(r, personal_all)
+    state, out = run.round_fn(run.frozen_global, state, run.aux_global, key, inputs)
+    train_loss = float(out.loss)
+    new_personal = jax.tree_util.tree_map(lambda x: mesh_lib.to_host(x)[:len(ids)],
+                                          out.personal)
+    finite.check_round(r + 1, train_loss, {"server": state, "personal": new_personal})
+    for leaf_all, leaf_new in zip(jax.tree_util.tree_leaves(personal_all),
+                                  jax.tree_util.tree_leaves(new_personal)):
+      leaf_all[ids] = leaf_new
+    done = r + 1
+    writer.round_done(done, train_loss)
+    if done % c.eval.every == 0 or done == c.fed.rounds:
+      record = dict(zs, train_loss=train_loss, **run.evaluate(state, personal_all))
+      record["seconds_per_round"] = (time.time() - t0) / (done - start)
+      writer.write(done, record)
+      ckpt.save(done, {"server": state, "personal": personal_all})
+
+
 def train_and_evaluate(c: ml_collections.ConfigDict, workdir: str,
                        defaults: ml_collections.ConfigDict | None = None) -> list[dict]:
   """Runs (or resumes) the experiment; returns the metrics records.
@@ -324,31 +354,20 @@ def train_and_evaluate(c: ml_collections.ConfigDict, workdir: str,
     print(f"resumed from {ckpt.directory} at round {start}", flush=True)
   chief = jax.process_index() == 0
   writer = metrics_lib.MetricsWriter(workdir, c.fed.rounds, start_round=start, is_chief=chief)
-  if start == 0:
-    writer.write(0, dict(zs, **run.evaluate(state, personal_all)))
-  key = mesh_lib.replicate(run.mesh, jax.random.key_data(jax.random.key(c.seed)))
-  train_loss = float("nan")
-  t0 = time.time()
-  for r in range(start, c.fed.rounds if run.method.trains else start):
-    ids, inputs = run.round_inputs(r, personal_all)
-    state, out = run.round_fn(run.frozen_global, state, run.aux_global, key, inputs)
-    if jax.tree_util.tree_leaves(personal_all):
-      new_personal = jax.tree_util.tree_map(lambda x: mesh_lib.to_host(x)[:len(ids)],
-                                            out.personal)
-      for leaf_all, leaf_new in zip(jax.tree_util.tree_leaves(personal_all),
-                                    jax.tree_util.tree_leaves(new_personal)):
-        leaf_all[ids] = leaf_new
-    train_loss = float(out.loss)
-    done = r + 1
-    writer.round_done(done, train_loss)
-    if done % c.eval.every == 0 or done == c.fed.rounds:
-      record = dict(zs, train_loss=train_loss, **run.evaluate(state, personal_all))
-      record["seconds_per_round"] = (time.time() - t0) / (done - start)
-      writer.write(done, record)
-      ckpt.save(done, {"server": state, "personal": personal_all})
-  ckpt.close()
-  records = writer.records()
-  writer.close()
+  try:
+    if start == 0:
+      writer.write(0, dict(zs, **run.evaluate(state, personal_all)))
+    train_rounds(run, ckpt, writer, zs, state, personal_all, start)
+  except finite.DivergenceError as e:
+    latest = ckpt.latest_round()
+    kept = f" and the newest checkpoint (round {latest})" if latest is not None else ""
+    raise finite.DivergenceError(
+        f"{e}; stopped before evaluating or saving it: metrics.jsonl{kept} are as they were; "
+        f"lower optim.lr={c.optim.lr:g} or check the data") from None
+  finally:
+    ckpt.close()
+    records = writer.records()
+    writer.close()
   if chief:
     plots.save_curves(records, os.path.join(workdir, "curves.png"))
     table = metrics_lib.summary_table(records)

@@ -51,13 +51,15 @@ def main(argv):
   from fedprompt_jax import train  # pylint: disable=import-outside-toplevel
   from fedprompt_jax.checkpoint import DamagedCheckpointsError  # pylint: disable=import-outside-toplevel
   from fedprompt_jax.config import ConfigError  # pylint: disable=import-outside-toplevel
+  from fedprompt_jax.finite import DivergenceError  # pylint: disable=import-outside-toplevel
   from fedprompt_jax.models.hf_loader import CheckpointError  # pylint: disable=import-outside-toplevel
   from fedprompt_jax import cli  # pylint: disable=import-outside-toplevel
   workdir = _WORKDIR.value or default_workdir(flags.FLAGS["config"].serialize().split("=", 1)[1])
   try:
     defaults = cli.config_defaults(config_flags.get_config_filename(flags.FLAGS["config"]))
     train.train_and_evaluate(_CONFIG.value, workdir, defaults)
-  except (ConfigError, CheckpointError, DamagedCheckpointsError, ValueError, OSError) as e:
+  except (ConfigError, CheckpointError, DamagedCheckpointsError, DivergenceError, ValueError,
+          OSError) as e:
     print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
     return 1
   return 0
