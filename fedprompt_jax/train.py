@@ -20,15 +20,15 @@ import ml_collections
 import numpy as np
 import optax
 
-from fedprompt_jax import checkpoint, evaluate
+from fedprompt_jax import atomic, checkpoint, evaluate
 from fedprompt_jax import config as config_lib
 from fedprompt_jax import finite
 from fedprompt_jax import metrics as metrics_lib
 from fedprompt_jax import plots
+from fedprompt_jax import run_files
 from fedprompt_jax import workdir as workdir_lib
 from fedprompt_jax.data import attributes as attributes_lib
 from fedprompt_jax.data import partition as partition_lib
-from fedprompt_jax.data import partition_report
 from fedprompt_jax.data.federated import round_batches, round_local_steps
 from fedprompt_jax.data.source import load_source, split_base_novel
 from fedprompt_jax.fed import mesh as mesh_lib
@@ -276,21 +276,6 @@ class Run:
     return out
 
 
-def write_run_files(run: Run, c: ml_collections.ConfigDict, workdir: str) -> None:
-  """config.json and the partition (npz with its hash, summary, PNG); chief process only."""
-  summary = partition_report.summary(run.partition, run.source)
-  print(summary, flush=True)
-  if jax.process_index() != 0:
-    return
-  os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(c.to_json_best_effort(indent=2, sort_keys=True))
-  run.partition.save(os.path.join(workdir, "partition.npz"))
-  with open(os.path.join(workdir, "partition.txt"), "w") as f:
-    f.write(summary + "\n")
-  partition_report.save_png(run.partition, run.source, os.path.join(workdir, "partition.png"))
-
-
 def train_rounds(run: Run, ckpt: checkpoint.Checkpointer, writer: metrics_lib.MetricsWriter,
                  zs: dict, state: ServerState, personal_all: Tree, start: int) -> None:
   """Rounds start+1..R, evaluated, written and checkpointed every `eval.every` rounds.
@@ -335,7 +320,7 @@ def train_and_evaluate(c: ml_collections.ConfigDict, workdir: str,
   workdir_lib.check_same_config(c, workdir, defaults)
   checkpoint.check_not_all_damaged(workdir)
   run = Run(c, workdir)
-  write_run_files(run, c, workdir)
+  run_files.write_run_files(c, run.partition, run.source, workdir)
 
   zs = run.zero_shot_accuracy()
   chance = 1.0 / run.source.num_classes
@@ -371,7 +356,6 @@ def train_and_evaluate(c: ml_collections.ConfigDict, workdir: str,
   if chief:
     plots.save_curves(records, os.path.join(workdir, "curves.png"))
     table = metrics_lib.summary_table(records)
-    with open(os.path.join(workdir, "summary.txt"), "w") as f:
-      f.write(table + "\n")
+    atomic.write_text(os.path.join(workdir, "summary.txt"), table + "\n")
     print(table, flush=True)
   return records

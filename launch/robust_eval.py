@@ -88,8 +88,8 @@ def main(argv):
       shown = f"{100 * value:6.2f}%" if key.endswith("_acc") else f"{value:g}"
       print(f"  {key[len('robust_sanity/'):]:<45} {shown}")
   out = os.path.join(_WORKDIR.value, f"robust_eval_round{result['round']}.json")
-  with open(out, "w") as f:
-    json.dump(result, f, indent=2)
+  from fedprompt_jax import atomic  # pylint: disable=import-outside-toplevel
+  atomic.write_text(out, json.dumps(result, indent=2))
   print(f"wrote {out}")
   return 0
 

@@ -123,8 +123,8 @@ def main(argv):
   name = target_name(_DATA.value, result["domains"] if _DATA.value == "shapes" else (),
                      _TFDS_NAME.value)
   out = os.path.join(_WORKDIR.value, f"transfer_{name}_round{result['round']}.json")
-  with open(out, "w") as f:
-    json.dump(result, f, indent=2)
+  from fedprompt_jax import atomic  # pylint: disable=import-outside-toplevel
+  atomic.write_text(out, json.dumps(result, indent=2))
   print(f"wrote {out}")
   return 0
 
