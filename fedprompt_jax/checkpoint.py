@@ -19,8 +19,10 @@ restores the newest intact one. With none intact it changes nothing and raises.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import os
 import shutil
 from typing import Any, NamedTuple
@@ -37,6 +39,19 @@ DAMAGED_DIR = "ckpt_damaged"
 MANIFEST = "fedprompt_manifest.json"
 # What orbax leaves in a complete step folder (StandardSave, item "default").
 _ORBAX_FILES = ("_CHECKPOINT_METADATA", "default/_METADATA", "default/manifest.ocdbt")
+
+
+@contextlib.contextmanager
+def _orbax_quiet():
+  """Mutes orbax's log lines while it reads step folders: it logs a warning or error for each
+  damaged one, and this module reports damage itself, in one line per checkpoint."""
+  logger = logging.getLogger("absl")
+  level = logger.level
+  logger.setLevel(logging.CRITICAL)
+  try:
+    yield
+  finally:
+    logger.setLevel(level)
 
 
 class DamagedCheckpointsError(RuntimeError):
@@ -140,9 +155,10 @@ class Checkpointer:
   def __init__(self, workdir: str, max_to_keep: int = 2, create: bool = True):
     self.workdir = os.path.abspath(workdir)
     self.directory = os.path.join(self.workdir, CKPT_DIR)
-    self._manager = ocp.CheckpointManager(
-        self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep,
-                                                             create=create))
+    with _orbax_quiet():
+      self._manager = ocp.CheckpointManager(
+          self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep,
+                                                               create=create))
 
   def latest_round(self) -> int | None:
     return self._manager.latest_step()
@@ -167,7 +183,8 @@ class Checkpointer:
     if why is not None:
       return None, why
     try:
-      tree = self.restore(round_index, like)
+      with _orbax_quiet():
+        tree = self.restore(round_index, like)
     except Exception as e:  # pylint: disable=broad-except  (orbax/tensorstore raise many kinds)
       text = " ".join(str(e).split())
       return None, f"it does not restore: {type(e).__name__}: {text[:160]}"
@@ -208,7 +225,8 @@ class Checkpointer:
     moved = [Damaged(r, why, self.set_aside(r) if set_aside and jax.process_index() == 0
                      else None) for r, why in damaged]
     if moved:
-      self._manager.reload()
+      with _orbax_quiet():
+        self._manager.reload()
     return Restored(round_index, tree, moved)
 
   def close(self) -> None:

@@ -77,12 +77,15 @@ def changed_keys(old: dict[str, Any], new: dict[str, Any],
                  defaults: dict[str, Any]) -> list[str]:
   """'key old -> new' for each key that differs and may not change on resume.
 
+  Keys present in both configs come first (a changed method lists method.name
+  before the keys only the new method has), each group sorted.
+
   `old` and `new` are flat ({dotted key: JSON value}). A key absent from `old`
   is unchanged if `new` holds its value in `defaults`; a key absent from `new`
   (no longer read by this version) is ignored.
   """
   out = []
-  for key in sorted(new):
+  for key in sorted(new, key=lambda k: (k not in old, k)):  # keys present in both first
     before, after = old.get(key, _ABSENT), new[key]
     if before == after or (before is _ABSENT and key in defaults and defaults[key] == after):
       continue
