@@ -2,10 +2,12 @@
 
 `check_writable` refuses a workdir that is a regular file or cannot be written.
 `check_same_config` refuses to resume a workdir whose `config.json` records
-another config: rerunning with another seed, alpha or method would otherwise
-mix metrics rows of two configs in one file (or overwrite the partition). Only
-the keys of `RESUMABLE_KEYS` may change on resume; none of them changes what
-is trained. A key missing from an old `config.json` (written before the key
+another config and that holds results (metrics.jsonl or checkpoints): rerunning
+with another seed, alpha or method would otherwise mix metrics rows of two
+configs in one file (or overwrite the partition under them). Only the keys of
+`RESUMABLE_KEYS` may change on resume; none of them changes what is trained. A
+workdir with a config.json but no results (a run that stopped before its first
+evaluation, e.g. at the zero-shot check) may be rerun with another config. A key missing from an old `config.json` (written before the key
 existed) counts as unchanged when the new config holds its default value.
 """
 
@@ -126,7 +128,7 @@ def read_config_json(workdir: str) -> dict[str, Any] | None:
 
 def check_same_config(c: ml_collections.ConfigDict, workdir: str,
                       defaults: ml_collections.ConfigDict | None = None) -> None:
-  """Raises WorkdirError if `workdir` holds a run of another config (or outputs of an unknown one).
+  """Raises WorkdirError if `workdir` holds results of another config (or of an unknown one).
 
   Args:
     c: the config of this run.
@@ -134,9 +136,10 @@ def check_same_config(c: ml_collections.ConfigDict, workdir: str,
     defaults: the config file's defaults (`get_config()`), for keys that an older
       config.json lacks; `config.default_config()` is always consulted too.
   """
-  old = read_config_json(workdir)
+  has_outputs = _has_outputs(workdir)
+  old = read_config_json(workdir) if has_outputs else None
   if old is None:
-    if _has_outputs(workdir):
+    if has_outputs:
       raise WorkdirError(
           f"workdir {workdir!r} holds run outputs (metrics.jsonl or ckpt/) but no {CONFIG_FILE}: "
           "the config that made them is unknown; restore it, or give another --workdir")

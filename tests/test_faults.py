@@ -497,6 +497,17 @@ def test_changed_keys_rules():
       "fed.rounds 5 -> 9 (fixed with optim.schedule='cosine')"]
 
 
+def test_a_workdir_without_results_may_be_rerun_with_another_config(tmp_path):
+  from fedprompt_jax import workdir as workdir_lib  # pylint: disable=import-outside-toplevel
+  c = config_lib.default_config()
+  (tmp_path / "config.json").write_text(c.to_json_best_effort(indent=2, sort_keys=True))
+  c.seed = 3
+  workdir_lib.check_same_config(c, str(tmp_path))  # stopped before its first evaluation
+  (tmp_path / "metrics.jsonl").write_text("")
+  with pytest.raises(workdir_lib.WorkdirError, match="another config .*: seed 0 -> 3;"):
+    workdir_lib.check_same_config(c, str(tmp_path))
+
+
 def test_workdir_that_is_read_only_is_refused(tmp_path, monkeypatch):
   from fedprompt_jax import workdir as workdir_lib  # pylint: disable=import-outside-toplevel
   locked = tmp_path / "locked"
