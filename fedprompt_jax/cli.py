@@ -80,7 +80,7 @@ def last_overrides_win(argv: list[str], name: str = "config") -> list[str]:
           if not flag.startswith(f"--{name}.") or last.get(flag) == k for arg in args]
 
 
-def _get(c, key: str) -> bool:
+def _has_key(c, key: str) -> bool:
   target = c
   for part in key.split("."):
     if not isinstance(target, ml_collections.ConfigDict) or part not in target:
@@ -102,7 +102,7 @@ def explain_flag_error(argv: list[str], name: str = "config") -> str | None:
   except Exception:  # pylint: disable=broad-except  (absl's own message is then shown)
     return None
   for key in keys:
-    if not _get(c, key):
+    if not _has_key(c, key):
       return f"--{name}.{key}: {config_lib.unknown_key_error(c, key)}"
   return None
 
