@@ -19,17 +19,21 @@ CORE = [
     "tensorboardX>=2.6",  # TensorBoard event files without TensorFlow
     "tqdm>=4.60",
     "matplotlib>=3.5",
+    # Reading prepared tfds data sets works without TensorFlow (ArrayRecord); preparing one
+    # needs tensorflow-cpu once (the error for an unprepared set prints the command).
+    "tensorflow-datasets>=4.9.10",
+    "array-record>=0.8",
 ]
 
 EXTRAS = {
-    # Reading prepared tfds data sets works without TensorFlow (ArrayRecord).
-    "tfds": ["tensorflow-datasets>=4.9.10", "array-record>=0.8"],
+    # Kept for old install commands: tensorflow-datasets is now a core dependency.
+    "tfds": [],
     # torch is only for the parity fixtures and the live reference tests.
     "torch": ["torch==2.13.0"],
 }
 # IBM's adversarial-robustness-toolbox is the established PGD/AutoPGD the attack tests compare with.
-EXTRAS["test"] = EXTRAS["tfds"] + ["pytest>=8.0", "pytest-xdist>=3.5", "chex>=0.1.90",
-                                   "adversarial-robustness-toolbox>=1.20"]
+EXTRAS["test"] = ["pytest>=8.0", "pytest-xdist>=3.5", "chex>=0.1.90",
+                   "adversarial-robustness-toolbox>=1.20"]
 
 setuptools.setup(
     name="fedprompt_jax",

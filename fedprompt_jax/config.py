@@ -8,6 +8,8 @@ raises `ConfigError` with one line naming the key, the value and what is valid.
 from __future__ import annotations
 
 import ast
+import difflib
+import math
 from typing import Any
 
 import ml_collections
@@ -200,6 +202,50 @@ def _fail(key: str, value, valid: str):
   raise ConfigError(f"{key}={value!r} is invalid; {valid}")
 
 
+def _is_number(value) -> bool:
+  return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_range(c: ml_collections.ConfigDict, key: str, low: float, high: float | None = None,
+                 low_open: bool = False, integer: bool = False) -> None:
+  """`key` must be a finite number (an int if `integer`) in [low, high) ((low, high) if low_open)."""
+  section, name = key.split(".")
+  value = c[section][name]
+  kind = "an integer" if integer else "a number"
+  ok = (isinstance(value, int) and not isinstance(value, bool)) if integer else _is_number(value)
+  low_ok = ok and (value > low if low_open else value >= low)
+  if not (low_ok and (high is None or value < high)):
+    bound = f"> {low:g}" if low_open else f">= {low:g}"
+    upper = f" and < {high:g}" if high is not None else ""
+    _fail(key, value, f"must be {kind} {bound}{upper}")
+
+
+def all_keys(c: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
+  """Dotted names of every leaf of a config ('fed.alpha', ...)."""
+  out = []
+  for name, value in c.items():
+    if isinstance(value, ml_collections.ConfigDict):
+      out += all_keys(value, f"{prefix}{name}.")
+    else:
+      out.append(f"{prefix}{name}")
+  return out
+
+
+def nearest(word: str, candidates: list[str], n: int = 3) -> list[str]:
+  """The candidates closest to `word` (difflib), best first; the n closest if none is close."""
+  near = difflib.get_close_matches(word, candidates, n=n, cutoff=0.6)
+  if near:
+    return near
+  section = word.rsplit(".", 1)[0] + "." if "." in word else ""
+  pool = [k for k in candidates if k.startswith(section)] or candidates
+  return difflib.get_close_matches(word, pool, n=n, cutoff=0.0)
+
+
+def unknown_key_error(c: ml_collections.ConfigDict, key: str) -> ConfigError:
+  return ConfigError(f"config key {key!r} does not exist; nearest: "
+                     f"{', '.join(nearest(key, all_keys(c)))}")
+
+
 def validate(c: ml_collections.ConfigDict) -> None:
   """Checks every value the run depends on; raises ConfigError (one line)."""
   from fedprompt_jax.methods import REGISTRY  # pylint: disable=g-import-not-at-top
@@ -246,8 +292,15 @@ def validate(c: ml_collections.ConfigDict) -> None:
     _fail("fed.chunk", c.fed.chunk, "must be >= 1, or -1 for the backend default")
   if c.optim.name not in CLIENT_OPTIMIZERS:
     _fail("optim.name", c.optim.name, f"valid: {', '.join(CLIENT_OPTIMIZERS)}")
-  if not c.optim.lr > 0:
-    _fail("optim.lr", c.optim.lr, "must be > 0")
+  _check_range(c, "optim.lr", 0, low_open=True)
+  _check_range(c, "optim.momentum", 0, 1)
+  _check_range(c, "optim.weight_decay", 0)
+  _check_range(c, "fed.server_lr", 0, low_open=True)
+  _check_range(c, "adv.trades_beta", 0)
+  for key in ("data.train_per_class_domain", "data.test_per_class_domain", "eval.batch_size"):
+    _check_range(c, key, 1, integer=True)
+  if c.data.max_examples is not None and c.data.max_examples < 1:
+    _fail("data.max_examples", c.data.max_examples, "must be >= 1, or None for all")
   if c.optim.schedule not in LR_SCHEDULES:
     _fail("optim.schedule", c.optim.schedule, f"valid: {', '.join(LR_SCHEDULES)}")
   if c.clip.dtype not in DTYPES:
@@ -282,10 +335,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
     _fail("adv.sanity_examples", c.adv.sanity_examples, "must be an integer >= 1")
   if not isinstance(c.adv.eval_batch_size, int) or c.adv.eval_batch_size < 1:
     _fail("adv.eval_batch_size", c.adv.eval_batch_size, "must be an integer >= 1")
-  if not isinstance(c.eval.batch_size, int) or c.eval.batch_size < 1:
-    _fail("eval.batch_size", c.eval.batch_size, "must be an integer >= 1")
-  if c.seed < 0:
-    _fail("seed", c.seed, "must be >= 0")
+  if not isinstance(c.seed, int) or isinstance(c.seed, bool) or c.seed < 0:
+    _fail("seed", c.seed, "must be an integer >= 0")
 
 
 def apply_arg(c: ml_collections.ConfigDict, arg: str | None,
@@ -300,7 +351,8 @@ def apply_arg(c: ml_collections.ConfigDict, arg: str | None,
   if parts and "=" not in parts[0]:
     name = parts.pop(0)
     if name not in presets:
-      raise ConfigError(f"config preset {name!r} is unknown; valid: {', '.join(sorted(presets))}")
+      raise ConfigError(f"config preset {name!r} is unknown; valid: {', '.join(sorted(presets))} "
+                        f"(nearest: {', '.join(nearest(name, sorted(presets)))})")
     presets[name](c)
   for part in parts:
     if "=" not in part:
@@ -314,9 +366,13 @@ def apply_arg(c: ml_collections.ConfigDict, arg: str | None,
     target = c
     for name in sections:
       if not isinstance(target, ml_collections.ConfigDict) or name not in target:
-        raise ConfigError(f"config key {key!r} does not exist")
+        raise unknown_key_error(c, key)
       target = target[name]
     if not isinstance(target, ml_collections.ConfigDict) or leaf not in target:
-      raise ConfigError(f"config key {key!r} does not exist")
-    target[leaf] = value
+      raise unknown_key_error(c, key)
+    try:
+      target[leaf] = value
+    except (TypeError, ValueError):
+      raise ConfigError(f"config key {key!r}={value!r} has type {type(value).__name__}; the "
+                        f"key holds {type(target[leaf]).__name__}") from None
   return c

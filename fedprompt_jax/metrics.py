@@ -21,6 +21,8 @@ from typing import Any, Sequence
 
 import tqdm
 
+from fedprompt_jax import atomic
+
 METRICS_FILE = "metrics.jsonl"
 
 _MAX_POSTFIX_ACC_KEYS = 3
@@ -60,19 +62,6 @@ def _metrics_path(path_or_workdir: str) -> str:
   if os.path.isdir(path_or_workdir):
     return os.path.join(path_or_workdir, METRICS_FILE)
   return path_or_workdir
-
-
-def _fsync_dir(directory: str) -> None:
-  try:
-    fd = os.open(directory, os.O_RDONLY)
-  except OSError:
-    return
-  try:
-    os.fsync(fd)
-  except OSError:
-    pass
-  finally:
-    os.close(fd)
 
 
 def read_metrics(path_or_workdir: str) -> list[dict]:
@@ -180,7 +169,7 @@ class MetricsWriter:
       f.flush()
       os.fsync(f.fileno())
     os.replace(tmp, self.path)
-    _fsync_dir(self.workdir)
+    atomic.fsync_dir(self.workdir)
 
   def _open_tensorboard(self):
     try:
@@ -204,7 +193,10 @@ class MetricsWriter:
   def write(self, round_index: int, metrics: dict[str, float | int]) -> None:
     """Appends one record {"round": round_index, **metrics} and logs its numbers.
 
-    The line is flushed and fsync'ed before returning. Numeric values go to
+    The line is flushed and fsync'ed before returning, so it is on disk before the
+    checkpoint of the same round is written (train.py writes the record first):
+    after a crash metrics.jsonl holds at least the rounds of the newest checkpoint,
+    and resume drops any it holds beyond. Numeric values go to
     TensorBoard (tag = key, step = round_index); accuracy-like values and the
     loss also show in the bar's postfix.
     """

@@ -6,6 +6,7 @@ import math
 import os
 from typing import Any, Sequence
 
+from fedprompt_jax import atomic
 from fedprompt_jax.metrics import is_diagnostic
 
 
@@ -73,7 +74,7 @@ def save_curves(records: list[dict], path: str,
     directory = os.path.dirname(path)
     if directory:
       os.makedirs(directory, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    atomic.save_figure(fig, path)
   finally:
     plt.close(fig)
   return path

@@ -10,6 +10,7 @@ a checkpoint resumes from it and replays exactly.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from typing import Any
 
@@ -19,13 +20,15 @@ import ml_collections
 import numpy as np
 import optax
 
-from fedprompt_jax import checkpoint, evaluate
+from fedprompt_jax import atomic, checkpoint, evaluate
 from fedprompt_jax import config as config_lib
+from fedprompt_jax import finite
 from fedprompt_jax import metrics as metrics_lib
 from fedprompt_jax import plots
+from fedprompt_jax import run_files
+from fedprompt_jax import workdir as workdir_lib
 from fedprompt_jax.data import attributes as attributes_lib
 from fedprompt_jax.data import partition as partition_lib
-from fedprompt_jax.data import partition_report
 from fedprompt_jax.data.federated import round_batches, round_local_steps
 from fedprompt_jax.data.source import load_source, split_base_novel
 from fedprompt_jax.fed import mesh as mesh_lib
@@ -207,15 +210,24 @@ class Run:
                                   batch_size, jax.random.key(self.c.seed + 1),
                                   self.sanity_robust, self.c.adv.sanity_examples)
 
-  def restore_latest(self, ckpt: checkpoint.Checkpointer):
-    """(round, server state, host personal state) of the latest checkpoint, or None."""
-    latest = ckpt.latest_round()
-    if latest is None:
+  def restore_latest(self, ckpt: checkpoint.Checkpointer, set_aside: bool = True):
+    """(round, server state, host personal state) of the newest intact checkpoint, or None.
+
+    Each damaged newer checkpoint is reported on stderr in one line (and moved to
+    ckpt_damaged/ when `set_aside`); checkpoint.DamagedCheckpointsError if none is intact.
+    """
+    if ckpt.latest_round() is None:
       return None
     state, personal_all = self.initial_state()
-    restored = ckpt.restore(latest, {"server": state, "personal": personal_all})
-    return (latest, restored["server"],
-            jax.tree_util.tree_map(np.asarray, restored["personal"]))
+    restored = ckpt.restore_newest_intact({"server": state, "personal": personal_all},
+                                          set_aside=set_aside)
+    for d in restored.damaged:
+      moved = f"; moved to {d.moved_to}" if d.moved_to else ""
+      print(f"warning: the checkpoint of round {d.round} in {ckpt.directory} is damaged "
+            f"({d.reason}){moved}; using the newest intact one, round {restored.round}",
+            file=sys.stderr, flush=True)
+    return (restored.round, restored.tree["server"],
+            jax.tree_util.tree_map(np.asarray, restored.tree["personal"]))
 
   def evaluate(self, state: ServerState, personal_all: Tree) -> dict:
     c = self.c
@@ -264,26 +276,51 @@ class Run:
     return out
 
 
-def write_run_files(run: Run, c: ml_collections.ConfigDict, workdir: str) -> None:
-  """config.json and the partition (npz with its hash, summary, PNG); chief process only."""
-  summary = partition_report.summary(run.partition, run.source)
-  print(summary, flush=True)
-  if jax.process_index() != 0:
-    return
-  os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(c.to_json_best_effort(indent=2, sort_keys=True))
-  run.partition.save(os.path.join(workdir, "partition.npz"))
-  with open(os.path.join(workdir, "partition.txt"), "w") as f:
-    f.write(summary + "\n")
-  partition_report.save_png(run.partition, run.source, os.path.join(workdir, "partition.png"))
+def train_rounds(run: Run, ckpt: checkpoint.Checkpointer, writer: metrics_lib.MetricsWriter,
+                 zs: dict, state: ServerState, personal_all: Tree, start: int) -> None:
+  """Rounds start+1..R, evaluated, written and checkpointed every `eval.every` rounds.
+
+  A round with a non-finite loss or update raises finite.DivergenceError before its
+  record or checkpoint is written.
+  """
+  c = run.c
+  key = mesh_lib.replicate(run.mesh, jax.random.key_data(jax.random.key(c.seed)))
+  t0 = time.time()
+  for r in range(start, c.fed.rounds if run.method.trains else start):
+    ids, inputs = run.round_inputs(r, personal_all)
+    state, out = run.round_fn(run.frozen_global, state, run.aux_global, key, inputs)
+    train_loss = float(out.loss)
+    new_personal = jax.tree_util.tree_map(lambda x: mesh_lib.to_host(x)[:len(ids)],
+                                          out.personal)
+    finite.check_round(r + 1, train_loss, {"server": state, "personal": new_personal})
+    for leaf_all, leaf_new in zip(jax.tree_util.tree_leaves(personal_all),
+                                  jax.tree_util.tree_leaves(new_personal)):
+      leaf_all[ids] = leaf_new
+    done = r + 1
+    writer.round_done(done, train_loss)
+    if done % c.eval.every == 0 or done == c.fed.rounds:
+      record = dict(zs, train_loss=train_loss, **run.evaluate(state, personal_all))
+      record["seconds_per_round"] = (time.time() - t0) / (done - start)
+      writer.write(done, record)
+      ckpt.save(done, {"server": state, "personal": personal_all})
 
 
-def train_and_evaluate(c: ml_collections.ConfigDict, workdir: str) -> list[dict]:
-  """Runs (or resumes) the experiment; returns the metrics records."""
+def train_and_evaluate(c: ml_collections.ConfigDict, workdir: str,
+                       defaults: ml_collections.ConfigDict | None = None) -> list[dict]:
+  """Runs (or resumes) the experiment; returns the metrics records.
+
+  Args:
+    c: the experiment config.
+    workdir: the output directory; one with a checkpoint is resumed.
+    defaults: the config file's own defaults (`get_config()`): keys that an older
+      config.json in `workdir` lacks count as unchanged when `c` holds these values.
+  """
   config_lib.validate(c)
+  workdir_lib.check_writable(workdir)
+  workdir_lib.check_same_config(c, workdir, defaults)
+  checkpoint.check_not_all_damaged(workdir)
   run = Run(c, workdir)
-  write_run_files(run, c, workdir)
+  run_files.write_run_files(c, run.partition, run.source, workdir)
 
   zs = run.zero_shot_accuracy()
   chance = 1.0 / run.source.num_classes
@@ -302,35 +339,23 @@ def train_and_evaluate(c: ml_collections.ConfigDict, workdir: str) -> list[dict]
     print(f"resumed from {ckpt.directory} at round {start}", flush=True)
   chief = jax.process_index() == 0
   writer = metrics_lib.MetricsWriter(workdir, c.fed.rounds, start_round=start, is_chief=chief)
-  if start == 0:
-    writer.write(0, dict(zs, **run.evaluate(state, personal_all)))
-  key = mesh_lib.replicate(run.mesh, jax.random.key_data(jax.random.key(c.seed)))
-  train_loss = float("nan")
-  t0 = time.time()
-  for r in range(start, c.fed.rounds if run.method.trains else start):
-    ids, inputs = run.round_inputs(r, personal_all)
-    state, out = run.round_fn(run.frozen_global, state, run.aux_global, key, inputs)
-    if jax.tree_util.tree_leaves(personal_all):
-      new_personal = jax.tree_util.tree_map(lambda x: mesh_lib.to_host(x)[:len(ids)],
-                                            out.personal)
-      for leaf_all, leaf_new in zip(jax.tree_util.tree_leaves(personal_all),
-                                    jax.tree_util.tree_leaves(new_personal)):
-        leaf_all[ids] = leaf_new
-    train_loss = float(out.loss)
-    done = r + 1
-    writer.round_done(done, train_loss)
-    if done % c.eval.every == 0 or done == c.fed.rounds:
-      record = dict(zs, train_loss=train_loss, **run.evaluate(state, personal_all))
-      record["seconds_per_round"] = (time.time() - t0) / (done - start)
-      writer.write(done, record)
-      ckpt.save(done, {"server": state, "personal": personal_all})
-  ckpt.close()
-  records = writer.records()
-  writer.close()
+  try:
+    if start == 0:
+      writer.write(0, dict(zs, **run.evaluate(state, personal_all)))
+    train_rounds(run, ckpt, writer, zs, state, personal_all, start)
+  except finite.DivergenceError as e:
+    latest = ckpt.latest_round()
+    kept = f" and the newest checkpoint (round {latest})" if latest is not None else ""
+    raise finite.DivergenceError(
+        f"{e}; stopped before evaluating or saving it: metrics.jsonl{kept} are as they were; "
+        f"lower optim.lr={c.optim.lr:g} or check the data") from None
+  finally:
+    ckpt.close()
+    records = writer.records()
+    writer.close()
   if chief:
     plots.save_curves(records, os.path.join(workdir, "curves.png"))
     table = metrics_lib.summary_table(records)
-    with open(os.path.join(workdir, "summary.txt"), "w") as f:
-      f.write(table + "\n")
+    atomic.write_text(os.path.join(workdir, "summary.txt"), table + "\n")
     print(table, flush=True)
   return records

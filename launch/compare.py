@@ -25,6 +25,7 @@ import numpy as np
 from absl import app, flags, logging
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from fedprompt_jax import atomic  # noqa: E402
 from fedprompt_jax import config as config_lib  # noqa: E402
 
 # FedVPT as in the README's comparison table: 8 tokens and SGD at 0.05 (the held-out-domain
@@ -135,7 +136,7 @@ def save_png(results: dict, path: str, keys=METRICS[:3]) -> None:
   ax.legend()
   ax.grid(axis="y", alpha=0.3)
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
+  atomic.save_figure(fig, path, dpi=120)
   plt.close(fig)
 
 
@@ -156,11 +157,10 @@ def run_comparison(comparison: Comparison, workdir: str, seeds, methods, overrid
   metrics = comparison.metrics + (robust_keys(results) if comparison.robust else ())
   text = table(results, metrics)
   os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, "comparison.md"), "w") as f:
-    f.write(f"Final-round accuracy (%), mean +- std over seeds {', '.join(seeds)}\n\n"
-            + text + "\n")
-  with open(os.path.join(workdir, "comparison.json"), "w") as f:
-    json.dump(results, f, indent=2)
+  atomic.write_text(os.path.join(workdir, "comparison.md"),
+                    f"Final-round accuracy (%), mean +- std over seeds {', '.join(seeds)}\n\n"
+                    + text + "\n")
+  atomic.write_text(os.path.join(workdir, "comparison.json"), json.dumps(results, indent=2))
   save_png(results, os.path.join(workdir, "comparison.png"),
            metrics if comparison.png_keys is None else comparison.png_keys)
   return results, text

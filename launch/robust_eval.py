@@ -52,12 +52,13 @@ def evaluate_workdir(workdir: str, attacks: list[str], examples: int, batch_size
   config_lib.validate(c)
   if c.fed.local_only:
     raise ValueError(f"--workdir={workdir} is a local-only run: it has no global model")
-  run = train.Run(c, workdir)
-  ckpt = checkpoint.Checkpointer(workdir)
-  restored = run.restore_latest(ckpt)
-  ckpt.close()
-  if restored is None:
+  if not checkpoint.step_rounds(workdir):  # before building anything; orbax would create ckpt/
     raise FileNotFoundError(f"--workdir={workdir} has no checkpoint yet; run it first")
+  checkpoint.check_not_all_damaged(workdir)
+  run = train.Run(c, workdir)
+  ckpt = checkpoint.Checkpointer(workdir, create=False)
+  restored = run.restore_latest(ckpt, set_aside=False)  # damaged ones are reported, not moved
+  ckpt.close()
   latest, state, personal_all = restored
   state = mesh_lib.local_copy(state)
   n = examples or len(run.source.test)
@@ -70,10 +71,11 @@ def evaluate_workdir(workdir: str, attacks: list[str], examples: int, batch_size
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
+  from fedprompt_jax.checkpoint import DamagedCheckpointsError  # pylint: disable=import-outside-toplevel
   from fedprompt_jax.config import ConfigError  # pylint: disable=import-outside-toplevel
   try:
     result = evaluate_workdir(_WORKDIR.value, _ATTACKS.value, _EXAMPLES.value, _BATCH.value)
-  except (ConfigError, ValueError, FileNotFoundError) as e:
+  except (ConfigError, DamagedCheckpointsError, ValueError, OSError) as e:
     print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
     return 1
   print(f"round {result['round']}, {result['examples']} test examples")
@@ -86,8 +88,8 @@ def main(argv):
       shown = f"{100 * value:6.2f}%" if key.endswith("_acc") else f"{value:g}"
       print(f"  {key[len('robust_sanity/'):]:<45} {shown}")
   out = os.path.join(_WORKDIR.value, f"robust_eval_round{result['round']}.json")
-  with open(out, "w") as f:
-    json.dump(result, f, indent=2)
+  from fedprompt_jax import atomic  # pylint: disable=import-outside-toplevel
+  atomic.write_text(out, json.dumps(result, indent=2))
   print(f"wrote {out}")
   return 0
 

@@ -3,8 +3,13 @@
   python launch/run.py --config=configs/pep.py [--workdir=DIR] [--config.fed.rounds=50 ...]
 
 Without --workdir the run goes to workdirs/<config name>[_<arg>]. Running the same
-command on the same workdir resumes from its last checkpoint. Bad input prints
-one line starting with "error:" and exits with status 1 (2 for a bad flag).
+command on the same workdir resumes from its newest intact checkpoint; a workdir
+whose config.json records another config is refused (fedprompt_jax/workdir.py
+lists the keys that may change on resume). A `--config.KEY` given more than once
+takes its last value, tuple keys too (`--config.adv.eval=...` twice keeps the
+second tuple; several attacks go in one tuple). Bad input prints one line
+starting with "error:", before anything is written, and exits with status 1
+(2 for a bad flag); so does a diverging run (non-finite loss or update).
 """
 
 import os
@@ -14,6 +19,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from fedprompt_jax import cli  # noqa: E402  (after the path insert)
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config file[:arg]")
 _WORKDIR = flags.DEFINE_string("workdir", None, "output directory (resumes if it has a checkpoint)")
@@ -25,12 +31,15 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", 0, "multi-process: this process
 
 def parse_flags(argv):
   """absl's parser, with any flag or config error reduced to one line (exit 2)."""
-  try:
-    return flags.FLAGS(argv)
-  except Exception as e:  # pylint: disable=broad-except
-    message = " ".join(str(e).split())
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
+  problem = cli.check_argv(argv)
+  if problem is None:
+    argv = cli.last_overrides_win(argv)
+    try:
+      return flags.FLAGS(argv)
+    except Exception as e:  # pylint: disable=broad-except
+      problem = cli.explain_flag_error(argv) or cli.one_line(str(e))
+  print(f"error: {problem}", file=sys.stderr)
+  sys.exit(2)
 
 
 def default_workdir(config_arg: str) -> str:
@@ -49,19 +58,20 @@ def main(argv):
     jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
                                num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value)
   from fedprompt_jax import train  # pylint: disable=import-outside-toplevel
+  from fedprompt_jax.checkpoint import DamagedCheckpointsError  # pylint: disable=import-outside-toplevel
   from fedprompt_jax.config import ConfigError  # pylint: disable=import-outside-toplevel
+  from fedprompt_jax.finite import DivergenceError  # pylint: disable=import-outside-toplevel
   from fedprompt_jax.models.hf_loader import CheckpointError  # pylint: disable=import-outside-toplevel
   workdir = _WORKDIR.value or default_workdir(flags.FLAGS["config"].serialize().split("=", 1)[1])
   try:
-    train.train_and_evaluate(_CONFIG.value, workdir)
-  except (ConfigError, CheckpointError, ValueError, FileNotFoundError) as e:
+    defaults = cli.config_defaults(config_flags.get_config_filename(flags.FLAGS["config"]))
+    train.train_and_evaluate(_CONFIG.value, workdir, defaults)
+  except (ConfigError, CheckpointError, DamagedCheckpointsError, DivergenceError, ValueError,
+          OSError) as e:
     print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
     return 1
   return 0
 
 
 if __name__ == "__main__":
-  if "--config" not in " ".join(sys.argv):
-    print("error: --config is required, e.g. --config=configs/pep.py", file=sys.stderr)
-    sys.exit(2)
   app.run(lambda argv: sys.exit(main(argv)), flags_parser=parse_flags)

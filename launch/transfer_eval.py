@@ -60,11 +60,11 @@ def setup(workdir: str, data: str, domains=(), tfds_name: str = "", data_dir: st
   aux = run.method.prepare(ctx)
   transfer.check_transferable(run.method, ctx, run.aux, run.source.class_names, aux)
   if run.method.trains:
-    ckpt = checkpoint.Checkpointer(workdir)
-    restored = run.restore_latest(ckpt)
-    ckpt.close()
-    if restored is None:
+    if not checkpoint.step_rounds(workdir):  # orbax would create an empty ckpt/
       raise FileNotFoundError(f"--workdir={workdir} has no checkpoint yet; run it first")
+    ckpt = checkpoint.Checkpointer(workdir, create=False)
+    restored = run.restore_latest(ckpt, set_aside=False)  # damaged ones are reported, not moved
+    ckpt.close()
     latest, state, personal_all = restored
   else:  # nothing trained, nothing checkpointed: the initial (empty) prompt tree
     latest, (state, personal_all) = 0, run.initial_state()
@@ -109,11 +109,12 @@ def evaluate_transfer(workdir: str, data: str, domains=(), attacks=(), examples:
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
+  from fedprompt_jax.checkpoint import DamagedCheckpointsError  # pylint: disable=import-outside-toplevel
   from fedprompt_jax.config import ConfigError  # pylint: disable=import-outside-toplevel
   try:
     result = evaluate_transfer(_WORKDIR.value, _DATA.value, _DOMAINS.value, _ATTACKS.value,
                                _EXAMPLES.value, _BATCH.value, _TFDS_NAME.value, _DATA_DIR.value)
-  except (ConfigError, ValueError, FileNotFoundError) as e:
+  except (ConfigError, DamagedCheckpointsError, ValueError, OSError) as e:
     print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
     return 1
   print(f"round {result['round']}: {result['source']} -> {result['target']} "
@@ -124,8 +125,8 @@ def main(argv):
   name = target_name(_DATA.value, result["domains"] if _DATA.value == "shapes" else (),
                      _TFDS_NAME.value)
   out = os.path.join(_WORKDIR.value, f"transfer_{name}_round{result['round']}.json")
-  with open(out, "w") as f:
-    json.dump(result, f, indent=2)
+  from fedprompt_jax import atomic  # pylint: disable=import-outside-toplevel
+  atomic.write_text(out, json.dumps(result, indent=2))
   print(f"wrote {out}")
   return 0
 

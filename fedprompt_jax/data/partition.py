@@ -24,6 +24,7 @@ from typing import Callable
 
 import numpy as np
 
+from fedprompt_jax import atomic
 from fedprompt_jax.data import source as source_lib
 
 _HASH_TAG = b"fedprompt_jax.Partition/v1"
@@ -121,8 +122,8 @@ class Partition:
     return digest.hexdigest()
 
   def save(self, path: str | os.PathLike[str]) -> None:
-    """Writes the partition to an uncompressed .npz file at `path`."""
-    with open(path, "wb") as f:
+    """Writes the partition to an uncompressed .npz file at `path` (through a temporary name)."""
+    with atomic.replacing(path, "wb") as f:
       np.savez(f, train_indices=self.train_indices, train_offsets=self.train_offsets,
                test_indices=self.test_indices, test_offsets=self.test_offsets,
                num_classes=np.int64(self.num_classes))

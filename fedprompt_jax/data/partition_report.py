@@ -9,6 +9,7 @@ import os
 
 import numpy as np
 
+from fedprompt_jax import atomic
 from fedprompt_jax.data import partition as partition_lib
 from fedprompt_jax.data import source as source_lib
 
@@ -97,5 +98,5 @@ def save_png(partition: partition_lib.Partition, source: source_lib.DataSource,
   fig.suptitle(f"{source.name}: {partition.num_clients} clients, "
                f"hash {partition.content_hash()[:12]}")
   fig.tight_layout()
-  fig.savefig(os.fspath(path), dpi=100)
+  atomic.save_figure(fig, path)
   plt.close(fig)

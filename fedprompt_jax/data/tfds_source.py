@@ -27,6 +27,7 @@ from collections.abc import Sequence
 import os
 from typing import Any
 
+from absl import logging as absl_logging
 import numpy as np
 from PIL import Image
 import tensorflow_datasets as tfds
@@ -121,6 +122,8 @@ def load_tfds(
 
 def _open(name: str, split: str, data_dir: str | os.PathLike[str]) -> Any:
   """Opens one split as a random-access tfds data source, never downloading."""
+  level = absl_logging.get_verbosity()
+  absl_logging.set_verbosity(absl_logging.ERROR)  # tfds warns about each folder it probes
   try:
     return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
   except (tfds.core.DatasetNotFoundError, NotImplementedError, FileNotFoundError):
@@ -131,6 +134,8 @@ def _open(name: str, split: str, data_dir: str | os.PathLike[str]) -> Any:
         "prepare it once with: pip install tensorflow-cpu && python -c \"import "
         f"tensorflow_datasets as tfds; tfds.builder('{builder}', data_dir='{data_dir}')"
         ".download_and_prepare(file_format='array_record')\"") from None
+  finally:
+    absl_logging.set_verbosity(level)
 
 
 def _read(

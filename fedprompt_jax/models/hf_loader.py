@@ -91,15 +91,31 @@ def read_config(ckpt_dir: str) -> ClipConfig:
     raise CheckpointError(f"{path}: {e}") from None
 
 
+def _index_shards(index: str) -> list[str]:
+  """The shard file names of a model.safetensors.index.json: plain names inside its folder."""
+  try:
+    with open(index) as f:
+      shards = sorted(set(json.load(f)["weight_map"].values()))
+  except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+    raise CheckpointError(f"{index} is not a safetensors index ({type(e).__name__}: "
+                          f"{' '.join(str(e).split())[:120]}); it needs a \"weight_map\" "
+                          "object of tensor name -> shard file name") from None
+  for shard in shards:
+    if (not isinstance(shard, str) or not shard or os.path.basename(shard) != shard
+        or shard in (".", "..") or os.path.isabs(shard)):
+      raise CheckpointError(f"{index} names the shard {shard!r}: shards must be plain file "
+                            "names inside the checkpoint directory (no folders, '..' or "
+                            "absolute paths)")
+  return shards
+
+
 def _weight_files(ckpt_dir: str) -> list[str]:
   single = os.path.join(ckpt_dir, WEIGHTS)
   if os.path.isfile(single):
     return [single]
   index = os.path.join(ckpt_dir, WEIGHTS_INDEX)
   if os.path.isfile(index):
-    with open(index) as f:
-      shards = sorted(set(json.load(f)["weight_map"].values()))
-    return [os.path.join(ckpt_dir, s) for s in shards]
+    return [os.path.join(ckpt_dir, s) for s in _index_shards(index)]
   if any(os.path.isfile(os.path.join(ckpt_dir, p)) for p in PICKLE_WEIGHTS):
     raise CheckpointError(
         f"{ckpt_dir!r} holds only pickled pytorch_model.bin weights, which are not loaded "

@@ -3,10 +3,27 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from typing import Any, Sequence
 
 import numpy as np
+
+
+# transformers logs this at import when torch is absent; this library never uses torch.
+_NO_TORCH_NOTICE = "PyTorch was not found. Models won't be available"
+
+
+class _DropNoTorchNotice(logging.Filter):
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith(_NO_TORCH_NOTICE)
+
+
+def _silence_no_torch_notice() -> None:
+  """Drops exactly transformers' "PyTorch was not found ..." notice (logger "transformers")."""
+  logger = logging.getLogger("transformers")
+  if not any(isinstance(f, _DropNoTorchNotice) for f in logger.filters):
+    logger.addFilter(_DropNoTorchNotice())
 
 
 class TokenizerError(ValueError):
@@ -56,6 +73,7 @@ def load_tokenizer(ckpt_dir: str, context_length: int) -> Tokenizer:
   if not (has_bpe or has_json):
     raise TokenizerError(
         f"no tokenizer in {ckpt_dir!r}: expected vocab.json + merges.txt or tokenizer.json")
+  _silence_no_torch_notice()
   from transformers import CLIPTokenizer  # pylint: disable=g-import-not-at-top
   hf = CLIPTokenizer.from_pretrained(ckpt_dir)
   return Tokenizer(hf, context_length)

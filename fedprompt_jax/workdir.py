@@ -1,0 +1,158 @@
+"""What a run may do with its workdir, checked before anything is written to it.
+
+`check_writable` refuses a workdir that is a regular file or cannot be written.
+`check_same_config` refuses to resume a workdir whose `config.json` records
+another config and that holds results (metrics.jsonl or checkpoints): rerunning
+with another seed, alpha or method would otherwise mix metrics rows of two
+configs in one file (or overwrite the partition under them). Only the keys of
+`RESUMABLE_KEYS` may change on resume; none of them changes what is trained. A
+workdir with a config.json but no results (a run that stopped before its first
+evaluation, e.g. at the zero-shot check) may be rerun with another config. A key missing from an old `config.json` (written before the key
+existed) counts as unchanged when the new config holds its default value.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import ml_collections
+
+CONFIG_FILE = "config.json"
+# key -> what it controls. Each may differ between the run that wrote config.json and its resume.
+RESUMABLE_KEYS = {
+    "fed.rounds": "the number of rounds: may grow (not shrink), and only with "
+                  "optim.schedule='constant' (the cosine schedule is laid over fed.rounds)",
+    "eval.every": "the evaluation and checkpoint cadence",
+    "eval.batch_size": "the evaluation batch (memory)",
+    "eval.check_zero_shot": "the zero-shot sanity check before training",
+    "fed.chunk": "clients vmapped at once (speed and memory)",
+    "clip.remat": "rematerialisation in the backward pass (memory)",
+}
+_MAX_SHOWN = 8
+
+
+class WorkdirError(ValueError):
+  """A workdir that cannot be used for this run; the message is one line."""
+
+
+def check_writable(workdir: str) -> None:
+  """Raises WorkdirError unless `workdir` is (or can be created as) a writable directory."""
+  path = os.path.abspath(workdir)
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise WorkdirError(f"workdir {workdir!r} is a file, not a directory; give a directory")
+  existing = path
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):
+    raise WorkdirError(f"workdir {workdir!r} cannot be created: {existing!r} is a file")
+  if not os.access(existing, os.W_OK | os.X_OK):
+    what = "is not writable" if existing == path else f"cannot be created in {existing!r}"
+    raise WorkdirError(f"workdir {workdir!r} {what} (no write permission)")
+
+
+def config_values(c: ml_collections.ConfigDict) -> dict[str, Any]:
+  """{dotted key: JSON value} of a config, as config.json holds it."""
+  return _flatten(json.loads(c.to_json_best_effort(sort_keys=True)))
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+  out = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      out.update(_flatten(value, f"{prefix}{key}."))
+    else:
+      out[f"{prefix}{key}"] = value
+  return out
+
+
+_ABSENT = object()
+
+
+def _show(value: Any) -> str:
+  text = "absent" if value is _ABSENT else json.dumps(value)
+  return text if len(text) <= 60 else text[:57] + "..."
+
+
+def changed_keys(old: dict[str, Any], new: dict[str, Any],
+                 defaults: dict[str, Any]) -> list[str]:
+  """'key old -> new' for each key that differs and may not change on resume.
+
+  Keys present in both configs come first (a changed method lists method.name
+  before the keys only the new method has), each group sorted.
+
+  `old` and `new` are flat ({dotted key: JSON value}). A key absent from `old`
+  is unchanged if `new` holds its value in `defaults`; a key absent from `new`
+  (no longer read by this version) is ignored.
+  """
+  out = []
+  for key in sorted(new, key=lambda k: (k not in old, k)):  # keys present in both first
+    before, after = old.get(key, _ABSENT), new[key]
+    if before == after or (before is _ABSENT and key in defaults and defaults[key] == after):
+      continue
+    if key == "fed.rounds" and before is not _ABSENT:
+      if after > before and new.get("optim.schedule") == "constant":
+        continue
+      why = "may only grow" if after <= before else "fixed with optim.schedule='cosine'"
+      out.append(f"fed.rounds {_show(before)} -> {_show(after)} ({why})")
+      continue
+    if key in RESUMABLE_KEYS:
+      continue
+    out.append(f"{key} {_show(before)} -> {_show(after)}")
+  return out
+
+
+def _has_outputs(workdir: str) -> bool:
+  ckpt = os.path.join(workdir, "ckpt")
+  return (os.path.exists(os.path.join(workdir, "metrics.jsonl"))
+          or (os.path.isdir(ckpt) and bool(os.listdir(ckpt))))
+
+
+def read_config_json(workdir: str) -> dict[str, Any] | None:
+  """The flat config a workdir's config.json records; None without one (WorkdirError if bad)."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.exists(path):
+    return None
+  try:
+    with open(path, encoding="utf-8") as f:
+      saved = json.load(f)
+  except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    raise WorkdirError(f"{path} cannot be read ({type(e).__name__}: "
+                       f"{' '.join(str(e).split())}); it records the config of the run in "
+                       "this workdir: restore it, or give another --workdir") from None
+  if not isinstance(saved, dict):
+    raise WorkdirError(f"{path} is not a JSON object; restore it, or give another --workdir")
+  return _flatten(saved)
+
+
+def check_same_config(c: ml_collections.ConfigDict, workdir: str,
+                      defaults: ml_collections.ConfigDict | None = None) -> None:
+  """Raises WorkdirError if `workdir` holds results of another config (or of an unknown one).
+
+  Args:
+    c: the config of this run.
+    workdir: the run's directory (may not exist yet).
+    defaults: the config file's defaults (`get_config()`), for keys that an older
+      config.json lacks; `config.default_config()` is always consulted too.
+  """
+  has_outputs = _has_outputs(workdir)
+  old = read_config_json(workdir) if has_outputs else None
+  if old is None:
+    if has_outputs:
+      raise WorkdirError(
+          f"workdir {workdir!r} holds run outputs (metrics.jsonl or ckpt/) but no {CONFIG_FILE}: "
+          "the config that made them is unknown; restore it, or give another --workdir")
+    return
+  from fedprompt_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  known = config_values(config_lib.default_config())
+  if defaults is not None:
+    known.update(config_values(defaults))
+  changed = changed_keys(old, config_values(c), known)
+  if changed:
+    shown = ", ".join(changed[:_MAX_SHOWN])
+    more = f" and {len(changed) - _MAX_SHOWN} more" if len(changed) > _MAX_SHOWN else ""
+    raise WorkdirError(
+        f"workdir {workdir!r} holds a run with another config ({CONFIG_FILE}): {shown}{more}; "
+        "rerun with its values or give another --workdir (changeable on resume: "
+        f"{', '.join(RESUMABLE_KEYS)})")
