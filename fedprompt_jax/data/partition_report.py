@@ -10,7 +10,7 @@ import os
 import numpy as np
 
 from fedprompt_jax.data import partition as partition_lib
-from fedprompt_jax.data import source as source_lib
+from fedprompt_jax.data import dataset as dataset_lib
 
 
 def _stats_row(name: str, values: np.ndarray, total: bool = True) -> str:
@@ -20,7 +20,7 @@ def _stats_row(name: str, values: np.ndarray, total: bool = True) -> str:
   return (f"  {name:<20}" + " ".join(cells)).rstrip()
 
 
-def summary(partition: partition_lib.Partition, source: source_lib.DataSource) -> str:
+def summary(partition: partition_lib.Partition, source: dataset_lib.DataSource) -> str:
   """Returns a short scheme-agnostic table describing `partition`.
 
   Args:
@@ -61,7 +61,7 @@ def summary(partition: partition_lib.Partition, source: source_lib.DataSource) -
   return "\n".join(lines)
 
 
-def save_png(partition: partition_lib.Partition, source: source_lib.DataSource,
+def save_png(partition: partition_lib.Partition, source: dataset_lib.DataSource,
              path: str | os.PathLike[str], max_clients: int = 50) -> None:
   """Draws class counts of the first clients and the client size histogram.
 
