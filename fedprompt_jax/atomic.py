@@ -54,7 +54,7 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
     f.write(text)
 
 
-def save_figure(fig, path: str | os.PathLike[str], dpi: int = 100) -> None:
-  """`fig.savefig` as PNG through a temporary name."""
+def save_figure(fig, path: str | os.PathLike[str], dpi: int = 100, **savefig_kwargs) -> None:
+  """`fig.savefig` as PNG through a temporary name (extra keywords go to savefig)."""
   with replacing(path, "wb") as f:
-    fig.savefig(f, format="png", dpi=dpi)
+    fig.savefig(f, format="png", dpi=dpi, **savefig_kwargs)

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fedprompt_jax.attacks import sanity as sanity_lib
-from fedprompt_jax.data.source import Split
+from fedprompt_jax.data.dataset import Split
 from fedprompt_jax.methods.base import PromptMethod, merge_params
 
 Tree = Any

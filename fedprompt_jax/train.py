@@ -29,8 +29,10 @@ from fedprompt_jax import run_files
 from fedprompt_jax import workdir as workdir_lib
 from fedprompt_jax.data import attributes as attributes_lib
 from fedprompt_jax.data import partition as partition_lib
+from fedprompt_jax.data import partition_report
+from fedprompt_jax.data.dataset import split_base_novel
 from fedprompt_jax.data.federated import round_batches, round_local_steps
-from fedprompt_jax.data.source import load_source, split_base_novel
+from fedprompt_jax.data.source import load_source
 from fedprompt_jax.fed import mesh as mesh_lib
 from fedprompt_jax.fed import sampling, server
 from fedprompt_jax.fed.client import ClientBatches

@@ -22,7 +22,7 @@ import numpy as np
 from flax import traverse_util
 
 from fedprompt_jax.data import shapes
-from fedprompt_jax.data.source import DataSource, Split
+from fedprompt_jax.data.dataset import DataSource, Split
 from fedprompt_jax.methods import base
 
 Tree = Any

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from fedprompt_jax.data.source import DataSource
+from fedprompt_jax.data.dataset import DataSource
 from fedprompt_jax.models import zeroshot
 from fedprompt_jax.models.clip import Clip
 from fedprompt_jax.models.tokenizer import Tokenizer

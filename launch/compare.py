@@ -27,6 +27,7 @@ from absl import app, flags, logging
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from fedprompt_jax import atomic  # noqa: E402
 from fedprompt_jax import config as config_lib  # noqa: E402
+from fedprompt_jax import plot_compare  # noqa: E402
 
 # FedVPT as in the README's comparison table: 8 tokens and SGD at 0.05 (the held-out-domain
 # default, 32 tokens with Adam and a cosine, is tuned for adversarial training there).
@@ -118,26 +119,12 @@ def table(results: dict, metrics=METRICS) -> str:
   return "\n".join(lines)
 
 
-def save_png(results: dict, path: str, keys=METRICS[:3]) -> None:
-  import matplotlib  # pylint: disable=import-outside-toplevel
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-  many = len(keys) > 3
-  fig, ax = plt.subplots(figsize=(max(8, 1.6 * len(keys)), 5 if many else 4))
-  width = 0.8 / max(1, len(results))
-  for i, (name, runs) in enumerate(results.items()):
-    vals = [[r.get(k, np.nan) * 100 for r in runs] for k in keys]
-    ax.bar(np.arange(len(keys)) + i * width, np.nanmean(vals, 1), width,
-           yerr=np.nanstd(vals, 1), label=name, capsize=3)
-  labels = [k[len("robust_acc/"):] if k.startswith("robust_acc/") else k for k in keys]
-  ax.set_xticks(np.arange(len(keys)) + width * (len(results) - 1) / 2, labels,
-                **({"rotation": 30, "ha": "right", "fontsize": 7} if many else {}))
-  ax.set_ylabel("accuracy (%)")
-  ax.legend()
-  ax.grid(axis="y", alpha=0.3)
-  fig.tight_layout()
-  atomic.save_figure(fig, path, dpi=120)
-  plt.close(fig)
+def save_png(results: dict, path: str, keys=METRICS[:3], seeds=()) -> None:
+  """comparison.png: a bar group per metric, mean +- seed std, seed dots, zero-shot line
+  (fedprompt_jax/plot_compare.py)."""
+  title = "Final round, mean and std over seeds" + (f" {', '.join(map(str, seeds))}" if seeds
+                                                    else "")
+  plot_compare.save_comparison(results, path, keys, title)
 
 
 def run_comparison(comparison: Comparison, workdir: str, seeds, methods, overrides) -> tuple:
@@ -162,7 +149,7 @@ def run_comparison(comparison: Comparison, workdir: str, seeds, methods, overrid
                     + text + "\n")
   atomic.write_text(os.path.join(workdir, "comparison.json"), json.dumps(results, indent=2))
   save_png(results, os.path.join(workdir, "comparison.png"),
-           metrics if comparison.png_keys is None else comparison.png_keys)
+           metrics if comparison.png_keys is None else comparison.png_keys, seeds)
   return results, text
 
 

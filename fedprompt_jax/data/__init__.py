@@ -1,1 +1,1 @@
-"""Image classification data held in memory as uint8 arrays (see `source`)."""
+"""Image classification data held in memory as uint8 arrays (types: `dataset`; loaders by name: `source`)."""

@@ -23,7 +23,7 @@ import json
 import os
 from typing import Sequence
 
-from fedprompt_jax.data import source
+from fedprompt_jax.data import dataset as dataset_lib
 
 SHIPPED_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                            "assets", "attributes")
@@ -68,7 +68,7 @@ def load_attributes(path: str, class_names: Sequence[str]) -> dict[str, tuple[st
   return out
 
 
-def with_attributes(src: source.DataSource, path: str = "") -> source.DataSource:
+def with_attributes(src: dataset_lib.DataSource, path: str = "") -> dataset_lib.DataSource:
   """`src` with attributes from `path`, else from its shipped file, else as it was.
 
   An explicit `path` always wins; without one, a data set that has no

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn import datasets
 
-from fedprompt_jax.data import attributes, source
+from fedprompt_jax.data import attributes, dataset
 
 CLASS_NAMES: tuple[str, ...] = (
     "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -20,7 +20,7 @@ CLASS_NAMES: tuple[str, ...] = (
 
 def load_digits(
     image_size: int = 32, test_fraction: float = 0.3, seed: int = 0,
-) -> source.DataSource:
+) -> dataset.DataSource:
   """Loads the digits with a deterministic stratified train/test split.
 
   Args:
@@ -40,9 +40,9 @@ def load_digits(
   images = upscale(grey, image_size)
   labels = raw.target.astype(np.int32)
   train_idx, test_idx = stratified_split(labels, test_fraction, seed)
-  def split(idx: np.ndarray) -> source.Split:
-    return source.Split(images=images[idx], labels=labels[idx], domains=None)
-  return source.DataSource(
+  def split(idx: np.ndarray) -> dataset.Split:
+    return dataset.Split(images=images[idx], labels=labels[idx], domains=None)
+  return dataset.DataSource(
       name="digits", class_names=CLASS_NAMES,
       train=split(train_idx), test=split(test_idx),
       attributes=attributes.load_attributes(attributes.shipped_path("digits"), CLASS_NAMES))

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fedprompt_jax.data.source import Split
+from fedprompt_jax.data.dataset import Split
 
 
 def client_example_indices(indices: np.ndarray, steps: int, batch: int,

@@ -25,7 +25,7 @@ from typing import Callable
 import numpy as np
 
 from fedprompt_jax import atomic
-from fedprompt_jax.data import source as source_lib
+from fedprompt_jax.data import dataset as dataset_lib
 
 _HASH_TAG = b"fedprompt_jax.Partition/v1"
 _MAX_DIRICHLET_TRIES = 100
@@ -171,7 +171,7 @@ def _even_owner(rng, count: int, num_clients: int) -> np.ndarray:
   return owner
 
 
-def _iid(rng, source: source_lib.DataSource, cfg: _Config) -> _Assignment:
+def _iid(rng, source: dataset_lib.DataSource, cfg: _Config) -> _Assignment:
   return _Assignment(_even_owner(rng, len(source.train), cfg.num_clients))
 
 
@@ -198,7 +198,7 @@ def _dirichlet_owner(rng, labels: np.ndarray, num_classes: int, num_clients: int
   return owner
 
 
-def _dirichlet(rng, source: source_lib.DataSource, cfg: _Config) -> _Assignment:
+def _dirichlet(rng, source: dataset_lib.DataSource, cfg: _Config) -> _Assignment:
   """Per class, client proportions ~ Dir(alpha * ones(N)) (Hsu et al. 2019)."""
   labels, num_classes = source.train.labels, source.num_classes
   for _ in range(_MAX_DIRICHLET_TRIES):
@@ -211,7 +211,7 @@ def _dirichlet(rng, source: source_lib.DataSource, cfg: _Config) -> _Assignment:
       "or fewer fed.num_clients")
 
 
-def _disjoint(rng, source: source_lib.DataSource, cfg: _Config) -> _Assignment:
+def _disjoint(rng, source: dataset_lib.DataSource, cfg: _Config) -> _Assignment:
   """Client k holds all examples of `classes_per_client` classes of its own."""
   n, per, num_classes = cfg.num_clients, cfg.classes_per_client, source.num_classes
   if n * per > num_classes:
@@ -222,7 +222,7 @@ def _disjoint(rng, source: source_lib.DataSource, cfg: _Config) -> _Assignment:
   return _Assignment(class_owner[source.train.labels])
 
 
-def _shards(rng, source: source_lib.DataSource, cfg: _Config) -> _Assignment:
+def _shards(rng, source: dataset_lib.DataSource, cfg: _Config) -> _Assignment:
   """Label-sorted shards, `shards_per_client` random ones each (McMahan et al.)."""
   count, n, per = len(source.train), cfg.num_clients, cfg.shards_per_client
   if n * per > count:
@@ -236,7 +236,7 @@ def _shards(rng, source: source_lib.DataSource, cfg: _Config) -> _Assignment:
   return _Assignment(owner)
 
 
-def _domains(rng, source: source_lib.DataSource, cfg: _Config) -> _Assignment:
+def _domains(rng, source: dataset_lib.DataSource, cfg: _Config) -> _Assignment:
   """Each client holds `domains_per_client` domains, each split iid among its holders."""
   n, per = cfg.num_clients, cfg.domains_per_client
   if source.domain_names is None:
@@ -261,7 +261,7 @@ def _domains(rng, source: source_lib.DataSource, cfg: _Config) -> _Assignment:
   return _Assignment(owner, client_domains)
 
 
-def _domain_dirichlet(rng, source: source_lib.DataSource, cfg: _Config) -> _Assignment:
+def _domain_dirichlet(rng, source: dataset_lib.DataSource, cfg: _Config) -> _Assignment:
   """Domain x Dirichlet: each client one domain, labels Dir(alpha)-skewed inside it.
 
   Client k holds domain order[k % D] of a seeded domain order (so domains have
@@ -309,7 +309,7 @@ SCHEMES: dict[str, Callable[..., _Assignment]] = {
 }
 
 
-def make_partition(source: source_lib.DataSource, *, scheme: str, num_clients: int, seed: int,
+def make_partition(source: dataset_lib.DataSource, *, scheme: str, num_clients: int, seed: int,
                    alpha: float = 0.5, classes_per_client: int = 2, shards_per_client: int = 2,
                    domains_per_client: int = 1, shots: int | None = None, min_size: int = 1,
                    test_fraction: float = 0.25, min_test: int = 1) -> Partition:
@@ -454,7 +454,7 @@ def _csr(owner: np.ndarray, values: np.ndarray,
 
 
 def _draw_tests(rng, train_indices: np.ndarray, train_offsets: np.ndarray,
-                train_labels: np.ndarray, test: source_lib.Split, num_classes: int,
+                train_labels: np.ndarray, test: dataset_lib.Split, num_classes: int,
                 client_domains: np.ndarray | None, test_fraction: float,
                 min_test: int) -> tuple[np.ndarray, np.ndarray]:
   """Draws each client's test examples in its train class proportions.
@@ -483,7 +483,7 @@ def _draw_tests(rng, train_indices: np.ndarray, train_offsets: np.ndarray,
   return pair_client[pair], members[pool_start[pair] + position]
 
 
-def _pools(test: source_lib.Split, num_classes: int, client_domains: np.ndarray | None,
+def _pools(test: dataset_lib.Split, num_classes: int, client_domains: np.ndarray | None,
            pair_client: np.ndarray,
            pair_class: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """Finds the test examples each (client, class) pair may draw from.

@@ -11,7 +11,7 @@ import numpy as np
 
 from fedprompt_jax import atomic
 from fedprompt_jax.data import partition as partition_lib
-from fedprompt_jax.data import source as source_lib
+from fedprompt_jax.data import dataset as dataset_lib
 
 
 def _stats_row(name: str, values: np.ndarray, total: bool = True) -> str:
@@ -21,7 +21,7 @@ def _stats_row(name: str, values: np.ndarray, total: bool = True) -> str:
   return (f"  {name:<20}" + " ".join(cells)).rstrip()
 
 
-def summary(partition: partition_lib.Partition, source: source_lib.DataSource) -> str:
+def summary(partition: partition_lib.Partition, source: dataset_lib.DataSource) -> str:
   """Returns a short scheme-agnostic table describing `partition`.
 
   Args:
@@ -62,7 +62,7 @@ def summary(partition: partition_lib.Partition, source: source_lib.DataSource) -
   return "\n".join(lines)
 
 
-def save_png(partition: partition_lib.Partition, source: source_lib.DataSource,
+def save_png(partition: partition_lib.Partition, source: dataset_lib.DataSource,
              path: str | os.PathLike[str], max_clients: int = 50) -> None:
   """Draws class counts of the first clients and the client size histogram.
 

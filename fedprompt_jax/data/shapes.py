@@ -39,7 +39,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from fedprompt_jax.data import attributes, source
+from fedprompt_jax.data import attributes, dataset
 
 SHAPES: tuple[str, ...] = (
     "circle", "square", "triangle", "star", "cross", "heart", "diamond", "crescent")
@@ -86,7 +86,7 @@ def make_shapes(
     seed: int = 0,
     domains: Sequence[str] = DOMAINS,
     classes: Sequence[str] | None = None,
-) -> source.DataSource:
+) -> dataset.DataSource:
   """Renders the shapes data set.
 
   Args:
@@ -116,7 +116,7 @@ def make_shapes(
       _make_split(n, split_id, image_size, seed, domains, classes)
       for split_id, n in enumerate((num_train_per_class_domain, num_test_per_class_domain))
   ]
-  return source.DataSource(
+  return dataset.DataSource(
       name="shapes",
       class_names=classes,
       train=splits[0],
@@ -129,7 +129,7 @@ def make_shapes(
 def _make_split(
     num_per_block: int, split_id: int, size: int, seed: int,
     domains: tuple[str, ...], classes: tuple[str, ...],
-) -> source.Split:
+) -> dataset.Split:
   if num_per_block < 0:
     raise ValueError(f"examples per class and domain must be >= 0, got {num_per_block}")
   images, labels, domain_ids = [], [], []
@@ -142,7 +142,7 @@ def _make_split(
       labels.append(np.full(num_per_block, c, np.int32))
       domain_ids.append(np.full(num_per_block, d, np.int32))
   order = np.random.default_rng([seed, split_id]).permutation(sum(map(len, labels)))
-  return source.Split(
+  return dataset.Split(
       images=np.concatenate(images)[order],
       labels=np.concatenate(labels)[order],
       domains=np.concatenate(domain_ids)[order],

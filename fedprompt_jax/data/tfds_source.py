@@ -33,7 +33,7 @@ from PIL import Image
 import tensorflow_datasets as tfds
 
 from fedprompt_jax.data import class_names as class_names_lib
-from fedprompt_jax.data import source
+from fedprompt_jax.data import dataset
 from fedprompt_jax.data import tiny_imagenet  # pylint: disable=unused-import  (registers it)
 
 
@@ -51,7 +51,7 @@ def load_tfds(
     max_examples: int | None = None,
     class_names: Sequence[str] | None = None,
     domain_names: Sequence[str] | None = None,
-) -> source.DataSource:
+) -> dataset.DataSource:
   """Reads a prepared tfds data set into memory.
 
   Args:
@@ -116,7 +116,7 @@ def load_tfds(
     domains_out = _domain_names(infos[0].features[domain_key], train, test)
   else:
     domains_out = None
-  return source.DataSource(
+  return dataset.DataSource(
       name=f"tfds:{name}", class_names=names, train=train, test=test, domain_names=domains_out)
 
 
@@ -178,16 +178,16 @@ def square_resize(image: np.ndarray, size: int) -> np.ndarray:
   return np.asarray(Image.fromarray(crop).resize((size, size), Image.BICUBIC))
 
 
-def _concat(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]) -> source.Split:
+def _concat(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]) -> dataset.Split:
   images, labels, domains = zip(*parts)
-  return source.Split(
+  return dataset.Split(
       images=np.concatenate(images),
       labels=np.concatenate(labels),
       domains=None if domains[0] is None else np.concatenate(domains),
   )
 
 
-def _domain_names(feature: Any, train: source.Split, test: source.Split) -> tuple[str, ...]:
+def _domain_names(feature: Any, train: dataset.Split, test: dataset.Split) -> tuple[str, ...]:
   """Names of the domains of a per-example domain feature."""
   names = getattr(feature, "names", None)
   if names and class_names_lib.is_readable(names):
