@@ -29,7 +29,6 @@ from fedprompt_jax import run_files
 from fedprompt_jax import workdir as workdir_lib
 from fedprompt_jax.data import attributes as attributes_lib
 from fedprompt_jax.data import partition as partition_lib
-from fedprompt_jax.data import partition_report
 from fedprompt_jax.data.dataset import split_base_novel
 from fedprompt_jax.data.federated import round_batches, round_local_steps
 from fedprompt_jax.data.source import load_source
