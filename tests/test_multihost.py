@@ -56,6 +56,10 @@ def test_two_processes_equal_one(tmp_path):
   for a, b in zip(one, two):
     assert a.keys() == b.keys()
     for k in a:
-      if k != "seconds_per_round":
+      if k.startswith("robust_sanity/ce_"):
+        # Summed cross-entropies of 16/255 adversarial examples: float32 reassociation across
+        # processes moves them in the 5th digit (accuracies stay exact).
+        np.testing.assert_allclose(b[k], a[k], rtol=1e-4, err_msg=k)
+      elif k != "seconds_per_round":
         np.testing.assert_allclose(b[k], a[k], atol=1e-5, err_msg=k)
   assert one[-1]["train_loss"] != one[1]["train_loss"]  # it trained
