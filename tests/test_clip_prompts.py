@@ -152,3 +152,28 @@ def test_bfloat16_and_remat_variants(clip_b):
   assert bf16.dtype == jnp.float32
   cos = np.asarray((normalize(bf16) * normalize(f32)).sum(-1))
   assert cos.min() > 0.99, cos
+
+
+def test_attacks_through_remat_and_bfloat16_towers(clip_b):
+  """An attack's pixel gradient is the same with remat on; in bfloat16 the perturbation stays
+  float32 (pixels are normalised in float32, the tower casts after) and the attack still bites."""
+  from fedprompt_jax.attacks import make_attack  # pylint: disable=import-outside-toplevel
+  from fedprompt_jax.models.clip import Clip  # pylint: disable=import-outside-toplevel
+  model, params, ref = clip_b
+  x = jnp.asarray(ref["pixels"], jnp.float32)  # [B, H, W, 3] in [0, 1]
+  text = normalize(rand(3, (4, model.config.projection_dim), 1.0))
+  y = jnp.arange(x.shape[0]) % 4
+
+  def logits_of(m):
+    return lambda v: 10.0 * normalize(m.encode_image(params, v).embeds) @ text.T
+
+  ce = lambda m: lambda v: -jnp.take_along_axis(jax.nn.log_softmax(logits_of(m)(v)),
+                                               y[:, None], 1).sum()
+  remat = Clip(model.config, remat=True)
+  np.testing.assert_allclose(jax.grad(ce(remat))(x), jax.grad(ce(model))(x), atol=1e-6)
+  attack = make_attack("pgd:linf:eps=8/255:steps=3")
+  bf16 = Clip(model.config, dtype=jnp.bfloat16)
+  x_adv = jax.jit(lambda v: attack(logits_of(bf16), v, y, jax.random.key(0)))(x)
+  assert x_adv.dtype == jnp.float32
+  assert float(jnp.abs(x_adv - x).max()) <= 8 / 255 + 1e-6
+  assert float(ce(bf16)(x_adv)) > float(ce(bf16)(x))
