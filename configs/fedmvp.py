@@ -6,6 +6,8 @@
   python launch/run.py --config=configs/fedmvp.py:cross_dataset,data.attributes_file=...
   python launch/run.py --config=configs/fedmvp.py:domainnet,data.attributes_file=...
   python launch/run.py --config=configs/fedmvp.py:lora              # + rank-8 LoRA switch at loss 0.5
+  python launch/run.py --config=configs/fedmvp.py:class_name        # ablation: no attributes
+  python launch/run.py --config=configs/fedmvp.py:no_consistency    # ablation: alpha = 0
 
 The federation is the released code's: class-disjoint clients, 8 shots per class,
 every client every round, unweighted FedAvg, SGD 0.003 (momentum 0.9, weight decay
@@ -70,8 +72,18 @@ def _step_once(c):
   c.method.step_once_per_round = True
 
 
+def _class_name(c):
+  """No attributes: each class's one sentence is method.templates[0] with its name."""
+  c.method.attribute_source = "class_name"
+
+
+def _no_consistency(c):
+  c.method.consistency_weight = 0.0
+
+
 PRESETS = {"cifar100": _cifar100, "cross_dataset": _cross_dataset, "domainnet": _domainnet,
-           "lora": _lora, "step_once": _step_once}
+           "lora": _lora, "step_once": _step_once, "class_name": _class_name,
+           "no_consistency": _no_consistency}
 
 
 def get_config(arg=None):
@@ -85,6 +97,7 @@ def get_config(arg=None):
   c.method.lora_rank = 0
   c.method.lora_switch_loss = 0.5
   c.method.step_once_per_round = False
+  c.method.attribute_source = "file"   # "class_name": the no-attributes ablation
   # Embedded default: base-to-novel on shapes' held-out falsecolour domain, where prompts
   # have room (zero-shot ~16%): base = the first 24 classes, novel = the other 24.
   c.data.domains = ("falsecolour",)
