@@ -87,7 +87,7 @@ GENERALISATION_RUNS = {
     "fedmvp_lora": ("configs/fedmvp.py", ("lora",) + _MVP_LR),
     "promptfl": ("configs/promptfl.py", (f"optim.lr={GENERALISATION_LR['promptfl']}",)),
     "fedvpt": ("configs/fedvpt.py", (f"optim.lr={GENERALISATION_LR['fedvpt']}",)),
-    "zeroshot": ("configs/fedmvp.py", ("method.name=zeroshot",)),
+    "zeroshot": ("configs/fedmvp.py", ("method.name=zeroshot",) + _MVP_LR),  # trains nothing
 }
 # configs/fedmvp.py's base-to-novel federation, its optimizer but the learning rate, and the
 # evaluation, for every run.
@@ -174,7 +174,10 @@ def save_png(results: dict, path: str, keys=METRICS[:3]) -> None:
   ax.set_xticks(np.arange(len(keys)) + width * (len(results) - 1) / 2, labels,
                 **({"rotation": 30, "ha": "right", "fontsize": 7} if many else {}))
   ax.set_ylabel("accuracy (%)")
-  ax.legend()
+  if len(results) > 4:  # many bars: the legend goes beside the axes, not over them
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+  else:
+    ax.legend()
   ax.grid(axis="y", alpha=0.3)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
