@@ -8,21 +8,23 @@
   python launch/transfer_eval.py --workdir=W --data=tfds --tfds_name=food101 --data_dir=~/tfds \
       --attributes_file=~/attrs/food101.json --attack=none       # FedMVP on a tfds set
 
-Rebuilds the run from `<workdir>/config.json` (same CLIP), restores its latest checkpoint
-(a zero-shot run has none: its untrained model is used), loads the target's test split
-(shapes: the run's seed and test size; with no --domains, the shapes domains the run did
-not train on), and calls the method's `prepare` for the target's classes: FedAPT's G,
-PromptFL's class-name tokens, FedVPT's zero-shot head and FedMVP's attribute-sentence
-features are the target's, the trained prompts, generator and PromptFormer are the run's.
-FedMVP reads the target's attribute sentences from --attributes_file, else (another data
-set) the target's shipped file (shapes, digits), else (other domains of the run's data
-set) the run's data.attributes_file. Reports clean accuracy on the whole target test
-split (per domain too) and, on the first --examples test rows of each domain, clean,
-per-attack and worst-case robust accuracy under the run's `adv.eval` attacks (or the
---attack specs; --attack=none, or a run with no adv.eval, reports clean accuracy only). Writes `<workdir>/transfer_<target>_round<R>.json`. Methods whose
-trained parameters have a class axis (PEP-FedPT; FedAPT with gle_trainable) are refused
-for another class set, with the leaves that tie them. Bad input prints one line starting
-with "error:" and exits with status 1.
+Rebuilds the run from `<workdir>/config.json` (same CLIP), restores its latest
+checkpoint (a zero-shot run has none: its untrained model is used), loads the target's
+test split (shapes: the run's seed and test size; with no --domains, the shapes domains
+the run did not train on), and calls the method's `prepare` for the target's classes:
+FedAPT's G, PromptFL's class-name tokens, FedVPT's zero-shot head and FedMVP's
+attribute-sentence features are the target's, the trained prompts, generator and
+PromptFormer are the run's. FedMVP reads the target's attribute sentences from
+--attributes_file, else (another data set) the target's shipped file (shapes, digits),
+else (other domains of the run's data set) the run's data.attributes_file. Reports clean
+accuracy on the whole target test split (per domain too) and, on the first --examples
+test rows of each domain, clean, per-attack and worst-case robust accuracy under the
+run's `adv.eval` attacks (or the --attack specs; --attack=none, or a run with no
+adv.eval, reports clean accuracy only). Writes
+`<workdir>/transfer_<target>_round<R>.json`. Methods whose trained parameters have a
+class axis (PEP-FedPT; FedAPT with gle_trainable) are refused for another class set,
+with the leaves that tie them. Bad input prints one line starting with "error:" and
+exits with status 1.
 """
 
 import json
