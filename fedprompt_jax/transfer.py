@@ -2,7 +2,8 @@
 
 The trained prompt tree is kept; everything a method computes from the class set
 (`aux`: FedAPT's Global Label Embedding G and class-prompt ids, PromptFL's class-name
-tokens, FedVPT's zero-shot head) is rebuilt by `prepare` for the target's classes, and
+tokens, FedVPT's zero-shot head, FedMVP's attribute-sentence features t_{c,j}) is rebuilt
+by `prepare` for the target's classes (with the target's attribute sentences), and
 the global model's client constant is built for the target's width (a uniform
 histogram: a local-label-space mask of all ones). Methods whose trained parameters or
 server state have a class axis (PEP-FedPT's class prompts, head and prototypes; FedAPT
@@ -30,11 +31,15 @@ TARGETS = ("shapes", "digits", "tfds")
 
 
 def target_config(c: ml_collections.ConfigDict, data: str, domains: tuple[str, ...] = (),
-                  tfds_name: str = "", data_dir: str = "") -> ml_collections.ConfigDict:
+                  tfds_name: str = "", data_dir: str = "",
+                  attributes_file: str = "") -> ml_collections.ConfigDict:
   """The run's config with its data section pointed at the target (test split only).
 
   Shapes keeps the run's per-class-and-domain test size and seed; with no `domains` it
   evaluates the shapes domains the run did not train on (all five if it trained elsewhere).
+  Attribute sentences (FedMVP) are the target's: `attributes_file` if given, else the run's
+  file when the target is the run's own data set (other domains of its classes), else the
+  target's shipped file (assets/attributes/<name>.json), if any.
   """
   if data not in TARGETS:
     raise ValueError(f"--data={data!r} is invalid; valid: {', '.join(TARGETS)}")
@@ -60,6 +65,8 @@ def target_config(c: ml_collections.ConfigDict, data: str, domains: tuple[str, .
     t.data.tfds_domain_configs = ()
     if not (t.data.tfds_name and t.data.data_dir):
       raise ValueError("--data=tfds needs --tfds_name and --data_dir")
+  same_set = data == c.data.source and (data != "tfds" or t.data.tfds_name == c.data.tfds_name)
+  t.data.attributes_file = attributes_file or (c.data.attributes_file if same_set else "")
   return t
 
 

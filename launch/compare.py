@@ -3,13 +3,22 @@
   python launch/compare.py --workdir=workdirs/compare                      # PEP, FedVPT, PromptFL, local-only
   python launch/compare.py --workdir=W --seeds=0,1,2 --set=fed.alpha=0.3   # overrides for every run
   python launch/compare.py --comparison=adversarial   # FedAPT, its ablations and the +AT baselines
+  python launch/compare.py --comparison=generalisation --seeds=0,1,2   # FedMVP base-to-novel
 
 --comparison=pep (the default) is the PEP-FedPT federation above. --comparison=adversarial runs
 configs/fedapt.py's presets (FedAPT; ablations no_gle, no_share, no_at, global_labels; baselines
 promptfl, fedvpt, maple (all + PGD-AT) and zeroshot) in configs/fedapt.py's federation, and
 reports global clean accuracy and every robust_acc/* key the runs report (clean on the attacked
 examples, each adv.eval attack, the per-example worst case), over all classes; its default
-workdir is workdirs/compare_adversarial.
+workdir is workdirs/compare_adversarial. --comparison=generalisation runs FedMVP and its
+ablations (fedmvp_no_consistency: consistency_weight 0; fedmvp_class_name: no attributes,
+each class's one sentence is the first zero-shot template with its name; fedmvp_step_once:
+one optimizer step per round, as the released code; fedmvp_lora: the `lora` preset, i.e.
+*with* the LoRA phase, since FedMVP's default has LoRA off) against PromptFL, FedVPT and
+zero-shot in configs/fedmvp.py's base-to-novel federation and optimizer (SGD, momentum,
+weight decay, cosine; each method keeps its own learning rate, GENERALISATION_LR), and
+reports base (global_acc), novel (novel_acc) and their harmonic mean (base_novel_hm);
+no robust or personalised evaluation; default workdir workdirs/compare_generalisation.
 
 Every run is an ordinary `train_and_evaluate` in WORKDIR/<name>_seed<s> (so a rerun resumes
 or skips finished runs); the partition depends only on the data, the partition keys and the
@@ -65,6 +74,34 @@ ADVERSARIAL_SHARED_KEYS = (
     "adv.eval", "adv.eval_examples")
 ADVERSARIAL_METRICS = ("global_acc",)  # then every robust_acc/* key of the runs, in their order
 
+# The generalisation comparison (issue 13): name -> (config file, preset / overrides).
+# Learning rates: each method's best base-novel HM in one sweep over {0.003, 0.03, 0.3} on
+# seed 0 (the same sweep for every method; README "Generalisation"). HM (%) at 0.003 / 0.03 /
+# 0.3: FedMVP 19.6 / 20.2 / 19.4, PromptFL 26.9 / 31.1 / 66.2, FedVPT 42.4 / 27.9 / 19.1.
+# The FedMVP ablations take FedMVP's. An --set=optim.lr=... overrides them all.
+GENERALISATION_LR = {"fedmvp": 0.03, "promptfl": 0.3, "fedvpt": 0.003}
+_MVP_LR = (f"optim.lr={GENERALISATION_LR['fedmvp']}",)
+GENERALISATION_RUNS = {
+    "fedmvp": ("configs/fedmvp.py", _MVP_LR),
+    "fedmvp_no_consistency": ("configs/fedmvp.py", ("no_consistency",) + _MVP_LR),
+    "fedmvp_class_name": ("configs/fedmvp.py", ("class_name",) + _MVP_LR),
+    "fedmvp_step_once": ("configs/fedmvp.py", ("step_once",) + _MVP_LR),
+    "fedmvp_lora": ("configs/fedmvp.py", ("lora",) + _MVP_LR),
+    "promptfl": ("configs/promptfl.py", (f"optim.lr={GENERALISATION_LR['promptfl']}",)),
+    "fedvpt": ("configs/fedvpt.py", (f"optim.lr={GENERALISATION_LR['fedvpt']}",)),
+    "zeroshot": ("configs/fedmvp.py", ("method.name=zeroshot",) + _MVP_LR),  # trains nothing
+}
+# configs/fedmvp.py's base-to-novel federation, its optimizer but the learning rate, and the
+# evaluation, for every run.
+GENERALISATION_SHARED_KEYS = (
+    "fed.num_clients", "fed.clients_per_round", "fed.rounds", "fed.partition",
+    "fed.classes_per_client", "fed.shots", "fed.weighting", "fed.local_epochs",
+    "fed.local_steps", "fed.max_local_steps", "fed.batch_size", "fed.min_size",
+    "data.domains", "data.train_per_class_domain", "data.test_per_class_domain",
+    "data.base_novel", "optim.name", "optim.momentum", "optim.weight_decay", "optim.schedule",
+    "eval.every", "eval.personalized", "adv.eval")
+GENERALISATION_METRICS = ("global_acc", "novel_acc", "base_novel_hm")
+
 
 @dataclasses.dataclass(frozen=True)
 class Comparison:
@@ -75,6 +112,7 @@ class Comparison:
   png_keys: tuple | None  # None: every reported key
   robust: bool
   workdir: str
+  overrides: tuple = ()   # "key=value" for every run (and the base config), before --set
 
 
 COMPARISONS = {
@@ -82,6 +120,10 @@ COMPARISONS = {
                       "workdirs/compare"),
     "adversarial": Comparison(ADVERSARIAL_RUNS, "configs/fedapt.py", ADVERSARIAL_SHARED_KEYS,
                               ADVERSARIAL_METRICS, None, True, "workdirs/compare_adversarial"),
+    "generalisation": Comparison(GENERALISATION_RUNS, "configs/fedmvp.py",
+                                 GENERALISATION_SHARED_KEYS, GENERALISATION_METRICS, None, False,
+                                 "workdirs/compare_generalisation",
+                                 ("eval.personalized=False", "adv.eval=()")),
 }
 
 _COMPARISON = _WORKDIR = _SEEDS = _METHODS = _SET = None  # absl flag holders, set by _define_flags()
@@ -127,18 +169,26 @@ def save_png(results: dict, path: str, keys=METRICS[:3], seeds=()) -> None:
   plot_compare.save_comparison(results, path, keys, title)
 
 
+def run_config(comparison: Comparison, name: str, seed, overrides=()):
+  """The config of run `name` for `seed`: its file and extras, the comparison's and the user's
+  overrides, then the shared keys of the base config (with the same overrides)."""
+  overrides = list(comparison.overrides) + list(overrides)
+  base_c = load_config(comparison.base_config, overrides)  # shared federation setting
+  path, extra = comparison.runs[name]
+  c = load_config(path, list(extra) + overrides + [f"seed={int(seed)}"])
+  for key in comparison.shared_keys:
+    section, leaf = key.split(".")
+    c[section][leaf] = base_c[section][leaf]
+  return c
+
+
 def run_comparison(comparison: Comparison, workdir: str, seeds, methods, overrides) -> tuple:
   """Trains (or resumes) every run; writes comparison.{md,json,png}; returns (results, table)."""
   from fedprompt_jax import train  # pylint: disable=import-outside-toplevel
   results = {}
-  base_c = load_config(comparison.base_config, list(overrides))  # shared federation setting
   for name in methods:
-    path, extra = comparison.runs[name]
     for seed in seeds:
-      c = load_config(path, list(extra) + list(overrides) + [f"seed={int(seed)}"])
-      for key in comparison.shared_keys:
-        section, leaf = key.split(".")
-        c[section][leaf] = base_c[section][leaf]
+      c = run_config(comparison, name, seed, overrides)
       records = train.train_and_evaluate(c, os.path.join(workdir, f"{name}_seed{seed}"))
       results.setdefault(name, []).append(records[-1])
   metrics = comparison.metrics + (robust_keys(results) if comparison.robust else ())
@@ -179,11 +229,12 @@ def _define_flags():
   global _COMPARISON, _WORKDIR, _SEEDS, _METHODS, _SET  # pylint: disable=global-statement
   _COMPARISON = flags.DEFINE_enum("comparison", "pep", list(COMPARISONS), "which comparison set")
   _WORKDIR = flags.DEFINE_string("workdir", None, "where the runs and the table go; default "
-                                 "workdirs/compare (pep) or workdirs/compare_adversarial")
+                                 "workdirs/compare (pep), workdirs/compare_adversarial or "
+                                 "workdirs/compare_generalisation")
   _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "seeds")
   _METHODS = flags.DEFINE_list("methods", None, f"subset of the set's runs (pep: "
-                               f"{', '.join(RUNS)}; adversarial: {', '.join(ADVERSARIAL_RUNS)}); "
-                               "default all")
+                               f"{', '.join(RUNS)}; adversarial: {', '.join(ADVERSARIAL_RUNS)}; "
+                               f"generalisation: {', '.join(GENERALISATION_RUNS)}); default all")
   _SET = flags.DEFINE_multi_string("set", [], "key=value applied to every run")
 
 

@@ -297,3 +297,32 @@ def test_missing_attributes_are_named(clip):
                                 {"red circle": ATTRS["red circle"]}))
   with pytest.raises(ValueError, match="method.num_heads=5"):
     make_method("fedmvp", model, {"num_heads": 5})
+
+
+def test_class_name_source_is_one_template_sentence_per_class(clip):
+  model, frozen, tok = clip
+  names = ("red circle", "blue star", "seven")
+  method = make_method("fedmvp", model, {"attribute_source": "class_name",
+                                         "templates": ("a {}.", "an image of a {}.")})
+  # No attribute file is needed: the data set's sentences are not read.
+  aux = method.prepare(base.Context(model, frozen, tok, names, None))
+  assert aux["text"].shape == (3, 1, 24) and np.asarray(aux["mask"]).all()
+  ids, mask = tok(["a red circle.", "a blue star.", "a seven."])
+  want = normalize(model.encode_text(frozen, ids, mask).embeds)
+  np.testing.assert_allclose(aux["text"][:, 0], want, rtol=1e-5, atol=1e-6)
+  # The logits are then the CLIP similarity to that one sentence.
+  params = method.init(jax.random.key(0), aux)
+  x = _pixels(10)
+  prompts = promptformer.apply(params, fedmvp.patch_tokens(model, frozen, x), aux["text"][:, 0],
+                               None, 4)
+  f = normalize(model.encode_image(frozen, x, shallow=prompts).embeds)
+  np.testing.assert_allclose(method.logits(frozen, params, aux, {}, {}, x, None),
+                             np.exp(frozen["logit_scale"]) * f @ want.T, rtol=1e-4, atol=1e-4)
+  # The default reads the file's sentences (here the ATTRS table): a different aux.
+  file_aux = make_method("fedmvp", model, {}).prepare(
+      base.Context(model, frozen, tok, names, ATTRS))
+  assert file_aux["text"].shape == (3, 3, 24)
+  with pytest.raises(ValueError) as err:
+    make_method("fedmvp", model, {"attribute_source": "names"})
+  assert str(err.value) == ("method.attribute_source='names' is invalid; valid: file, "
+                            "class_name")

@@ -5,6 +5,10 @@ Read from the official code (mainaksingha01/FedMVP; METHODS.md "FedMVP"):
 * `prepare`: every class's attribute sentences -> frozen, L2-normalised text
   features t_{c,j} [C, J, E] (padded with a mask where classes have different
   counts). They are `aux`: novel classes and other data sets swap theirs in.
+  method.attribute_source: "file" (default) reads the data set's attribute
+  sentences; "class_name" is the no-attributes ablation: each class's list is
+  the single sentence of the first zero-shot template (method.templates[0])
+  with the class name, J = 1 (ours: the released code has no such switch).
 * prompts(x) = PromptFormer(patch tokens of x, Linear(t)) [B, P, D]
   (methods/promptformer.py), shallow visual prompts of the frozen image tower.
   The released code appends them after the patches, [CLS; patches; P], before
@@ -48,12 +52,26 @@ from fedprompt_jax.models import zeroshot
 Tree = Any
 
 
-def attribute_features(ctx: base.Context) -> dict[str, jax.Array]:
-  """{"text": [C, J, E] unit features (zero rows for padding), "mask": [C, J] bool}."""
+ATTRIBUTE_SOURCES = ("file", "class_name")
+
+
+def class_name_sentences(class_names, template: str) -> dict[str, tuple[str, ...]]:
+  """The no-attributes ablation: {class: (template with the class name,)}."""
+  return {name: (template.format(name),) for name in class_names}
+
+
+def attribute_features(ctx: base.Context,
+                       sentences: dict[str, tuple[str, ...]] | None = None) -> dict[str, jax.Array]:
+  """{"text": [C, J, E] unit features (zero rows for padding), "mask": [C, J] bool}.
+
+  `sentences` replaces the data set's attribute sentences (`ctx.attributes`) when given.
+  """
+  if sentences is not None:
+    ctx = base.Context(ctx.model, ctx.frozen, ctx.tokenizer, ctx.class_names, sentences)
   if ctx.attributes is None:
     raise ValueError("method fedmvp needs attribute sentences for every class and this data set "
                      "has none; give data.attributes_file=PATH (a JSON object: class name -> "
-                     "list of sentences)")
+                     "list of sentences; launch/transfer_eval.py: --attributes_file=PATH)")
   missing = [c for c in ctx.class_names if not ctx.attributes.get(c)]
   if missing:
     raise ValueError(f"method fedmvp: class {missing[0]!r} has no attribute sentences "
@@ -108,7 +126,8 @@ def _mask_tree(tree: Tree, factor: jax.Array) -> Tree:
 @base.register("fedmvp")
 def make(model, config) -> base.PromptMethod:
   """config: num_tokens P (4), num_heads (4), ff_mult (4), consistency_weight alpha (10),
-  flip_prob (0.5), lora_rank (0 = off), lora_switch_loss (0.5), step_once_per_round (False)."""
+  flip_prob (0.5), lora_rank (0 = off), lora_switch_loss (0.5), step_once_per_round (False),
+  attribute_source ("file" | "class_name"), templates (the first is class_name's sentence)."""
   num_tokens = int(config.get("num_tokens", 4))
   num_heads = int(config.get("num_heads", 4))
   ff_mult = int(config.get("ff_mult", 4))
@@ -117,6 +136,8 @@ def make(model, config) -> base.PromptMethod:
   lora_rank = int(config.get("lora_rank", 0))
   switch_loss = float(config.get("lora_switch_loss", 0.5))
   once = bool(config.get("step_once_per_round", False))
+  source = config.get("attribute_source", "file")
+  template = base.template_list(config)[0]
   width = model.config.vision.hidden_size
   embed_dim = model.config.projection_dim
   for key, value, ok, valid in (
@@ -126,11 +147,15 @@ def make(model, config) -> base.PromptMethod:
       ("ff_mult", ff_mult, ff_mult >= 1, "must be >= 1"),
       ("consistency_weight", alpha, alpha >= 0, "must be >= 0"),
       ("flip_prob", flip_prob, 0 <= flip_prob <= 1, "must be in [0, 1]"),
-      ("lora_rank", lora_rank, lora_rank >= 0, "must be >= 0 (0 = off)")):
+      ("lora_rank", lora_rank, lora_rank >= 0, "must be >= 0 (0 = off)"),
+      ("attribute_source", source, source in ATTRIBUTE_SOURCES,
+       f"valid: {', '.join(ATTRIBUTE_SOURCES)}")):
     if not ok:
       raise ValueError(f"method.{key}={value!r} is invalid; {valid}")
 
   def prepare(ctx: base.Context):
+    if source == "class_name":
+      return attribute_features(ctx, class_name_sentences(ctx.class_names, template))
     return attribute_features(ctx)
 
   def init(key, aux):
