@@ -120,6 +120,15 @@ def default_config() -> ml_collections.ConfigDict:
   c.adv.sanity_attack = "pgd:linf:eps=16/255:steps=20"
   c.adv.sanity_examples = 64
 
+  # Client-level DP-FedAvg (fedprompt_jax/privacy/settings.py; README "Differential privacy").
+  c.dp = ml_collections.ConfigDict()
+  c.dp.enabled = False
+  c.dp.clip = 1.0                 # L2 bound of each client's shared delta
+  c.dp.noise_multiplier = 1.0     # z: noise std z * clip on the sum of clipped deltas
+  c.dp.delta = ml_collections.FieldReference(None, field_type=float)  # None: 1 / N^1.1
+  c.dp.target_epsilon = ml_collections.FieldReference(None, field_type=float)  # None: no budget
+  c.dp.stats_clip = ml_collections.FieldReference(None, field_type=float)  # PEP's statistics
+
   c.eval = ml_collections.ConfigDict()
   c.eval.every = 5
   c.eval.batch_size = 256
@@ -331,6 +340,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
     _fail("adv.sanity_examples", c.adv.sanity_examples, "must be an integer >= 1")
   if not isinstance(c.seed, int) or isinstance(c.seed, bool) or c.seed < 0:
     _fail("seed", c.seed, "must be an integer >= 0")
+  from fedprompt_jax.privacy import settings as dp_settings  # pylint: disable=g-import-not-at-top
+  dp_settings.validate(c)
 
 
 def apply_arg(c: ml_collections.ConfigDict, arg: str | None,
