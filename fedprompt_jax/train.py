@@ -211,11 +211,19 @@ class Run:
       return {}
     return {"dp_epsilon": self.accountant.epsilon(rounds), "dp_delta": self.accountant.delta}
 
-  def budget_line(self, last: int) -> str | None:
-    """The one line saying that dp.target_epsilon stopped the run after round `last`."""
+  def budget_line(self, last: int, start: int) -> str | None:
+    """The one line saying that dp.target_epsilon stopped the run after round `last`.
+
+    `start` is the round the run resumed from: a budget lowered on resume below what its
+    checkpoint already spent stops it there.
+    """
     c = self.c
     if last >= c.fed.rounds:
       return None
+    if start > last:
+      return (f"dp.target_epsilon={c.dp.target_epsilon:g} is below the epsilon "
+              f"{self.accountant.epsilon(start):.3f} that the checkpoint of round {start} "
+              "already spent; nothing more trained")
     spent, next_ = self.accountant.epsilon(last), self.accountant.epsilon(last + 1)
     return (f"dp.target_epsilon={c.dp.target_epsilon:g} reached: stopped after round {last} of "
             f"fed.rounds={c.fed.rounds} (epsilon {spent:.3f} at delta {self.accountant.delta:.3g};"
@@ -332,8 +340,9 @@ def train_rounds(run: Run, ckpt: checkpoint.Checkpointer, writer: metrics_lib.Me
       record["seconds_per_round"] = (time.time() - t0) / (done - start)
       writer.write(done, record)
       ckpt.save(done, {"server": state, "personal": personal_all})
-  if run.method.trains and jax.process_index() == 0 and run.budget_line(last):
-    print(run.budget_line(last), flush=True)
+  line = run.budget_line(last, start) if run.method.trains else None
+  if line and jax.process_index() == 0:
+    print(line, flush=True)
 
 
 def train_and_evaluate(c: ml_collections.ConfigDict, workdir: str,

@@ -158,7 +158,10 @@ def make_round_fn(method: PromptMethod, client_tx: optax.GradientTransformation,
         if dp.stats_clip is not None:
           stats_sum = mechanism.add_noise(stats_key, stats_sum,
                                           dp.noise_multiplier * dp.stats_clip)
-      mean_delta = jax.tree_util.tree_map(lambda d: d / dp.expected_clients, delta_sum)
+      # K as a runtime value: XLA would turn a division by a constant into a product with
+      # its rounded reciprocal, which differs in the last bit from the division without DP.
+      k = jax.lax.optimization_barrier(jnp.asarray(dp.expected_clients, jnp.float32))
+      mean_delta = jax.tree_util.tree_map(lambda d: d / k, delta_sum)
     shared, opt_state = server.server_step(server_tx, state.shared, state.opt_state, mean_delta)
     extra = method.server_update(state.extra, stats_sum)
     new_state = ServerState(shared, opt_state, extra, state.round + 1)

@@ -46,14 +46,18 @@ def round_event(num_clients: int, clients_per_round: int, noise_multiplier: floa
 class Accountant:
   """epsilon(R) at a fixed delta for R rounds of the same event (RDP adds over rounds)."""
 
-  def __init__(self, event: dp_accounting.DpEvent, delta: float,
+  def __init__(self, event: dp_accounting.DpEvent | None, delta: float,
                neighboring_relation=dp_accounting.NeighboringRelation.REPLACE_ONE,
                orders=None):
+    """`event`: one round; None for a round without noise (every epsilon is then inf)."""
     kwargs = {} if orders is None else {"orders": orders}
     accountant = rdp_privacy_accountant.RdpAccountant(
         neighboring_relation=neighboring_relation, **kwargs)
-    accountant.compose(event)
+    if event is not None:
+      accountant.compose(event)
     self.orders, self.rdp_per_round, self.delta = accountant.orders, accountant.rdp, delta
+    if event is None:
+      self.rdp_per_round = np.full_like(self.rdp_per_round, np.inf)
 
   def epsilon(self, rounds: int) -> float:
     """The epsilon spent by `rounds` rounds (0.0 for none, inf without noise)."""
@@ -80,6 +84,8 @@ class Accountant:
 def for_run(num_clients: int, clients_per_round: int, noise_multiplier: float, delta: float,
             releases: int = 1) -> Accountant:
   """The accountant of a run's rounds."""
+  if noise_multiplier == 0:
+    return Accountant(None, delta)
   return Accountant(round_event(num_clients, clients_per_round, noise_multiplier, releases),
                     delta)
 
