@@ -268,6 +268,22 @@ def test_accountant_rounds_budget_and_statistics():
   one = accountant_lib.for_run(1000, 10, 2.0 / math.sqrt(2), 1e-6)
   assert two.epsilon(30) == pytest.approx(one.epsilon(30), rel=1e-9)
   assert accountant_lib.for_run(1000, 10, 0.0, 1e-6).epsilon(1) == math.inf
+  # Calibration (all clients each round: the cheap case of the same event).
+  z = accountant_lib.noise_for_epsilon(10, 10, 25, 3.0, 1e-5)
+  assert accountant_lib.for_run(10, 10, z, 1e-5).epsilon(25) <= 3.0
+  assert accountant_lib.for_run(10, 10, z - 2e-3, 1e-5).epsilon(25) > 3.0
+
+
+def test_dp_presets_fit_their_budget():
+  import importlib  # pylint: disable=import-outside-toplevel
+  from fedprompt_jax.privacy import settings  # pylint: disable=import-outside-toplevel
+  sys.path.insert(0, REPO)
+  for name in ("promptfl", "fedvpt", "pep"):
+    c = importlib.import_module(f"configs.{name}").get_config("dp")
+    config_lib.validate(c)
+    acc = settings.accountant(c)
+    assert acc.epsilon(c.fed.rounds) <= c.dp.target_epsilon < acc.epsilon(2 * c.fed.rounds), name
+    assert settings.releases(c) == (2 if name == "pep" else 1)
 
 
 def dp_config(**values):

@@ -90,6 +90,26 @@ def for_run(num_clients: int, clients_per_round: int, noise_multiplier: float, d
                     delta)
 
 
+def noise_for_epsilon(num_clients: int, clients_per_round: int, rounds: int,
+                      target_epsilon: float, delta: float, releases: int = 1) -> float:
+  """The smallest noise multiplier z (to 1e-3) whose `rounds` rounds spend <= target_epsilon.
+
+  `dp_accounting.calibrate_dp_mechanism` (Brent's method over z) on the same event.
+  """
+  def event(z):
+    return dp_accounting.SelfComposedDpEvent(
+        round_event(num_clients, clients_per_round, z, releases), rounds)
+
+  def fresh():
+    return rdp_privacy_accountant.RdpAccountant(
+        neighboring_relation=dp_accounting.NeighboringRelation.REPLACE_ONE)
+
+  z = dp_accounting.calibrate_dp_mechanism(
+      fresh, event, target_epsilon, delta,
+      dp_accounting.LowerEndpointAndGuess(0.05, 1.0), tol=1e-3)
+  return float(z)
+
+
 def classic_epsilon(accountant: Accountant, rounds: int) -> float:
   """epsilon by the original RDP conversion min_a (R * rdp(a) + log(1/delta) / (a - 1)).
 
