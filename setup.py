@@ -23,6 +23,7 @@ CORE = [
     # needs tensorflow-cpu once (the error for an unprepared set prints the command).
     "tensorflow-datasets>=4.9.10",
     "array-record>=0.8",
+    "dp-accounting>=0.6",  # the privacy accountant of client-level DP (fedprompt_jax/privacy)
 ]
 
 EXTRAS = {

@@ -124,6 +124,15 @@ def default_config() -> ml_collections.ConfigDict:
   c.adv.sanity_attack = "pgd:linf:eps=16/255:steps=20"
   c.adv.sanity_examples = 64
 
+  # Client-level DP-FedAvg (fedprompt_jax/privacy/settings.py; README "Differential privacy").
+  c.dp = ml_collections.ConfigDict()
+  c.dp.enabled = False
+  c.dp.clip = 1.0                 # L2 bound of each client's shared delta
+  c.dp.noise_multiplier = 1.0     # z: noise std z * clip on the sum of clipped deltas
+  c.dp.delta = ml_collections.FieldReference(None, field_type=float)  # None: 1 / N^1.1
+  c.dp.target_epsilon = ml_collections.FieldReference(None, field_type=float)  # None: no budget
+  c.dp.stats_clip = ml_collections.FieldReference(None, field_type=float)  # PEP's statistics
+
   c.eval = ml_collections.ConfigDict()
   c.eval.every = 5
   c.eval.batch_size = 256
@@ -173,6 +182,28 @@ def adversarial_training(c: ml_collections.ConfigDict) -> None:
   radii = [opts["eps"] for attack, opts in map(options, c.adv.eval)
            if attack == "pgd" and str(opts.get("norm", "linf")).lower() == "linf"]
   c.adv.eval = tuple(c.adv.eval) + tuple(f"apgd-ce:linf:eps={eps}:steps=20" for eps in radii)
+
+
+def many_clients_dp(c: ml_collections.ConfigDict) -> None:
+  """The `dp` presets' federation: client-level DP-FedAvg where it has a chance.
+
+  1,000 clients with a few images each (iid), 50 sampled a round (q = 0.05), 20 rounds,
+  uniform weights (DP requires them), 2 local steps of batch 8. The noise each round adds
+  to the mean update shrinks with the clients per round while the privacy each round spends
+  grows with the sampling rate, so what buys accuracy at a fixed epsilon is N (README
+  "Differential privacy"). Each config sets the clip (about the median norm of its clients'
+  deltas) and the noise multiplier for its budget.
+  """
+  c.fed.num_clients = 1000
+  c.fed.clients_per_round = 50
+  c.fed.partition = "iid"
+  c.fed.weighting = "uniform"
+  c.fed.rounds = 20
+  c.fed.local_steps = 2
+  c.fed.batch_size = 8
+  c.eval.every = 5
+  c.eval.personalized = False  # 1,000 clients' personalised evaluation would dominate the run
+  c.dp.enabled = True
 
 
 def load_run_config(path: str) -> ml_collections.ConfigDict:
@@ -337,6 +368,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
     _fail("adv.eval_batch_size", c.adv.eval_batch_size, "must be an integer >= 1")
   if not isinstance(c.seed, int) or isinstance(c.seed, bool) or c.seed < 0:
     _fail("seed", c.seed, "must be an integer >= 0")
+  from fedprompt_jax.privacy import settings as dp_settings  # pylint: disable=g-import-not-at-top
+  dp_settings.validate(c)
 
 
 def apply_arg(c: ml_collections.ConfigDict, arg: str | None,

@@ -42,6 +42,7 @@ from fedprompt_jax.methods.adversarial import adversarial
 from fedprompt_jax.methods.label_space import local_label_space
 from fedprompt_jax.models.hf_loader import load_clip
 from fedprompt_jax.models.tokenizer import load_tokenizer
+from fedprompt_jax.privacy import settings as dp_settings
 
 Tree = Any
 
@@ -153,7 +154,9 @@ class Run:
     self.client_tx = client_optimizer(c)
     self.server_tx = server.make_server_optimizer(c.fed.server_optimizer, c.fed.server_lr)
     self.round_fn = make_round_fn(self.method, self.client_tx, self.server_tx, self.mesh,
-                                  chunk=self.chunk, lr_schedule=round_lr_schedule(c))
+                                  chunk=self.chunk, lr_schedule=round_lr_schedule(c),
+                                  dp=dp_settings.spec(c))
+    self.accountant = dp_settings.accountant(c)
     self.predict = evaluate.make_predict(self.method)
     self.predict_clients = evaluate.make_personalized_predict(self.method)
     self.robust = evaluate.make_robust(self.method, [make_attack(a) for a in c.adv.eval])
@@ -195,6 +198,37 @@ class Run:
     inputs = RoundInputs(ClientBatches(b["pixels"], b["labels"], b["mask"]), weights,
                          b["client_ids"], take(personal_all, rows), take(self.clients, rows))
     return ids, mesh_lib.shard_clients(self.mesh, inputs)
+
+  def last_round(self) -> int:
+    """fed.rounds, or fewer: the last round within dp.target_epsilon."""
+    c = self.c
+    if self.accountant is None or c.dp.target_epsilon is None:
+      return c.fed.rounds
+    return self.accountant.rounds_within(c.dp.target_epsilon, c.fed.rounds)
+
+  def privacy_record(self, rounds: int) -> dict:
+    """{"dp_epsilon", "dp_delta"} spent after `rounds` rounds; {} without DP."""
+    if self.accountant is None:
+      return {}
+    return {"dp_epsilon": self.accountant.epsilon(rounds), "dp_delta": self.accountant.delta}
+
+  def budget_line(self, last: int, start: int) -> str | None:
+    """The one line saying that dp.target_epsilon stopped the run after round `last`.
+
+    `start` is the round the run resumed from: a budget lowered on resume below what its
+    checkpoint already spent stops it there.
+    """
+    c = self.c
+    if last >= c.fed.rounds:
+      return None
+    if start > last:
+      return (f"dp.target_epsilon={c.dp.target_epsilon:g} is below the epsilon "
+              f"{self.accountant.epsilon(start):.3f} that the checkpoint of round {start} "
+              "already spent; nothing more trained")
+    spent, next_ = self.accountant.epsilon(last), self.accountant.epsilon(last + 1)
+    return (f"dp.target_epsilon={c.dp.target_epsilon:g} reached: stopped after round {last} of "
+            f"fed.rounds={c.fed.rounds} (epsilon {spent:.3f} at delta {self.accountant.delta:.3g};"
+            f" round {last + 1} would make it {next_:.3f}); the checkpoint of round {last} is kept")
 
   def global_params(self, state: ServerState, personal_all: Tree) -> Tree:
     """The global model's parameters: shared leaves (and client 0's personal ones, if any)."""
@@ -282,12 +316,14 @@ def train_rounds(run: Run, ckpt: checkpoint.Checkpointer, writer: metrics_lib.Me
   """Rounds start+1..R, evaluated, written and checkpointed every `eval.every` rounds.
 
   A round with a non-finite loss or update raises finite.DivergenceError before its
-  record or checkpoint is written.
+  record or checkpoint is written. With dp.target_epsilon the run ends (evaluated and
+  checkpointed) after the last round whose epsilon is within it.
   """
   c = run.c
   key = mesh_lib.replicate(run.mesh, jax.random.key_data(jax.random.key(c.seed)))
   t0 = time.time()
-  for r in range(start, c.fed.rounds if run.method.trains else start):
+  last = run.last_round()
+  for r in range(start, last if run.method.trains else start):
     ids, inputs = run.round_inputs(r, personal_all)
     state, out = run.round_fn(run.frozen_global, state, run.aux_global, key, inputs)
     train_loss = float(out.loss)
@@ -299,11 +335,15 @@ def train_rounds(run: Run, ckpt: checkpoint.Checkpointer, writer: metrics_lib.Me
       leaf_all[ids] = leaf_new
     done = r + 1
     writer.round_done(done, train_loss)
-    if done % c.eval.every == 0 or done == c.fed.rounds:
-      record = dict(zs, train_loss=train_loss, **run.evaluate(state, personal_all))
+    if done % c.eval.every == 0 or done == last:
+      record = dict(zs, train_loss=train_loss, **run.evaluate(state, personal_all),
+                    **run.privacy_record(done))
       record["seconds_per_round"] = (time.time() - t0) / (done - start)
       writer.write(done, record)
       ckpt.save(done, {"server": state, "personal": personal_all})
+  line = run.budget_line(last, start) if run.method.trains else None
+  if line and jax.process_index() == 0:
+    print(line, flush=True)
 
 
 def train_and_evaluate(c: ml_collections.ConfigDict, workdir: str,
@@ -342,7 +382,7 @@ def train_and_evaluate(c: ml_collections.ConfigDict, workdir: str,
   writer = metrics_lib.MetricsWriter(workdir, c.fed.rounds, start_round=start, is_chief=chief)
   try:
     if start == 0:
-      writer.write(0, dict(zs, **run.evaluate(state, personal_all)))
+      writer.write(0, dict(zs, **run.evaluate(state, personal_all), **run.privacy_record(0)))
     train_rounds(run, ckpt, writer, zs, state, personal_all, start)
   except finite.DivergenceError as e:
     latest = ckpt.latest_round()

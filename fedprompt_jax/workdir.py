@@ -29,6 +29,8 @@ RESUMABLE_KEYS = {
     "eval.check_zero_shot": "the zero-shot sanity check before training",
     "fed.chunk": "clients vmapped at once (speed and memory)",
     "clip.remat": "rematerialisation in the backward pass (memory)",
+    "dp.target_epsilon": "the privacy budget: after which round the run stops (what each round "
+                         "trains, and the epsilon it spends, are unchanged)",
 }
 _MAX_SHOWN = 8
 

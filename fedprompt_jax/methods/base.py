@@ -145,11 +145,17 @@ STATS_FROM = ("received", "trained")
 
 # name -> factory(model config, method config) -> PromptMethod; filled by methods/__init__.py.
 REGISTRY: dict[str, Callable[..., PromptMethod]] = {}
+# name -> what the method's `client_stats` send to the server besides the shared deltas (the
+# data a differentially private run must also cover); methods that send nothing else are absent.
+RELEASED_STATS: dict[str, str] = {}
 
 
-def register(name: str):
+def register(name: str, releases: str = ""):
+  """Registers a method factory; `releases` describes what its `client_stats` send up, if any."""
   def wrap(factory):
     REGISTRY[name] = factory
+    if releases:
+      RELEASED_STATS[name] = releases
     return factory
   return wrap
 

@@ -52,7 +52,7 @@ def fold_prototypes(extra, stats, ema: float):
           "has_proto": extra["has_proto"] | seen}
 
 
-@base.register("pep")
+@base.register("pep", releases="per-class feature sums and counts (client_stats)")
 def make(model, config) -> base.PromptMethod:
   vis = model.config.vision
   num_shared = int(config.get("num_shared", 4))

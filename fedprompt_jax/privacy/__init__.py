@@ -1,0 +1,1 @@
+"""Client-level differential privacy (DP-FedAvg): clipping and noise in the round, accounting."""
