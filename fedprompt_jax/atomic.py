@@ -55,6 +55,14 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
 
 
 def save_figure(fig, path: str | os.PathLike[str], dpi: int = 100, **savefig_kwargs) -> None:
-  """`fig.savefig` as PNG through a temporary name (extra keywords go to savefig)."""
-  with replacing(path, "wb") as f:
-    fig.savefig(f, format="png", dpi=dpi, **savefig_kwargs)
+  """`fig.savefig` as PNG through a temporary name (extra keywords go to savefig); the
+  directory is created if missing and the figure is closed, written or not."""
+  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+  try:
+    directory = os.path.dirname(os.fspath(path))
+    if directory:
+      os.makedirs(directory, exist_ok=True)
+    with replacing(path, "wb") as f:
+      fig.savefig(f, format="png", dpi=dpi, **savefig_kwargs)
+  finally:
+    plt.close(fig)

@@ -11,7 +11,6 @@ zero-shot key every run records beside the metric (`zero_shot_key`).
 
 from __future__ import annotations
 
-import os
 from typing import Sequence
 
 import numpy as np
@@ -118,12 +117,5 @@ def comparison_figure(results: dict, keys: Sequence[str], title: str = ""):
 def save_comparison(results: dict, path: str, keys: Sequence[str], title: str = "") -> str:
   """Writes `comparison_figure` to `path` (PNG); returns `path`."""
   fig = comparison_figure(results, keys, title)
-  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
-  try:
-    directory = os.path.dirname(path)
-    if directory:
-      os.makedirs(directory, exist_ok=True)
-    atomic.save_figure(fig, path, dpi=120, bbox_inches="tight")
-  finally:
-    plt.close(fig)
+  atomic.save_figure(fig, path, dpi=120, bbox_inches="tight")
   return path

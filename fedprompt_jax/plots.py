@@ -8,7 +8,6 @@ value written at its end.
 
 from __future__ import annotations
 
-import os
 from typing import Sequence
 
 from fedprompt_jax import atomic
@@ -83,12 +82,5 @@ def save_curves(records: Sequence[dict], path: str,
   fig = curves_figure(records, keys)
   if fig is None:
     return None
-  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
-  try:
-    directory = os.path.dirname(path)
-    if directory:
-      os.makedirs(directory, exist_ok=True)
-    atomic.save_figure(fig, path, dpi=110, bbox_inches="tight")
-  finally:
-    plt.close(fig)
+  atomic.save_figure(fig, path, dpi=110, bbox_inches="tight")
   return path

@@ -99,4 +99,3 @@ def save_png(partition: partition_lib.Partition, source: dataset_lib.DataSource,
                f"hash {partition.content_hash()[:12]}")
   fig.tight_layout()
   atomic.save_figure(fig, path)
-  plt.close(fig)
