@@ -114,6 +114,9 @@ def default_config() -> ml_collections.ConfigDict:
   # worst case are reported on the first `eval_examples` global test examples.
   c.adv.eval = ("pgd:linf:eps=1/255:steps=10",)
   c.adv.eval_examples = 256
+  # At which evaluations: "every" (each of them, round 0 included) or "final" (the last
+  # round's only; a comparison that reports final figures spends no time on the others).
+  c.adv.eval_rounds = "every"
   # Examples per attack batch (its own size: an attack's backward pass keeps every layer's
   # activations, so on a real-size CLIP it needs a smaller batch than clean evaluation). The
   # last batch is padded only to the next power of two (>= 8) that holds what is left.
@@ -366,6 +369,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
     _fail("adv.sanity_examples", c.adv.sanity_examples, "must be an integer >= 1")
   if not isinstance(c.adv.eval_batch_size, int) or c.adv.eval_batch_size < 1:
     _fail("adv.eval_batch_size", c.adv.eval_batch_size, "must be an integer >= 1")
+  if c.adv.eval_rounds not in ("every", "final"):
+    _fail("adv.eval_rounds", c.adv.eval_rounds, "must be 'every' or 'final'")
   if not isinstance(c.seed, int) or isinstance(c.seed, bool) or c.seed < 0:
     _fail("seed", c.seed, "must be an integer >= 0")
   from fedprompt_jax.privacy import settings as dp_settings  # pylint: disable=g-import-not-at-top

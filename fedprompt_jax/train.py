@@ -264,7 +264,9 @@ class Run:
     return (restored.round, restored.tree["server"],
             jax.tree_util.tree_map(np.asarray, restored.tree["personal"]))
 
-  def evaluate(self, state: ServerState, personal_all: Tree) -> dict:
+  def evaluate(self, state: ServerState, personal_all: Tree, final: bool) -> dict:
+    """Global (clean, and robust unless adv.eval_rounds='final' and not `final`) and
+    personalised metrics of the state."""
     c = self.c
     state = mesh_lib.local_copy(state)
     params = self.global_params(state, personal_all)
@@ -282,7 +284,7 @@ class Run:
                                             "novel_acc"))
         b, n = out["global_acc"], out["novel_acc"]
         out["base_novel_hm"] = 2 * b * n / (b + n) if b + n > 0 else 0.0
-      if c.adv.eval:
+      if c.adv.eval and (final or c.adv.eval_rounds == "every"):
         out.update(self.robust_report(self.robust, params, state.extra, c.adv.eval_examples,
                                       c.adv.eval_batch_size))
     if c.eval.personalized:
@@ -336,7 +338,7 @@ def train_rounds(run: Run, ckpt: checkpoint.Checkpointer, writer: metrics_lib.Me
     done = r + 1
     writer.round_done(done, train_loss)
     if done % c.eval.every == 0 or done == last:
-      record = dict(zs, train_loss=train_loss, **run.evaluate(state, personal_all),
+      record = dict(zs, train_loss=train_loss, **run.evaluate(state, personal_all, done == last),
                     **run.privacy_record(done))
       record["seconds_per_round"] = (time.time() - t0) / (done - start)
       writer.write(done, record)
@@ -382,7 +384,9 @@ def train_and_evaluate(c: ml_collections.ConfigDict, workdir: str,
   writer = metrics_lib.MetricsWriter(workdir, c.fed.rounds, start_round=start, is_chief=chief)
   try:
     if start == 0:
-      writer.write(0, dict(zs, **run.evaluate(state, personal_all), **run.privacy_record(0)))
+      final = not run.method.trains or run.last_round() == 0
+      writer.write(0, dict(zs, **run.evaluate(state, personal_all, final),
+                           **run.privacy_record(0)))
     train_rounds(run, ckpt, writer, zs, state, personal_all, start)
   except finite.DivergenceError as e:
     latest = ckpt.latest_round()

@@ -27,6 +27,7 @@ RESUMABLE_KEYS = {
     "eval.every": "the evaluation and checkpoint cadence",
     "eval.batch_size": "the evaluation batch (memory)",
     "eval.check_zero_shot": "the zero-shot sanity check before training",
+    "adv.eval_rounds": "at which evaluations the robust evaluation runs",
     "fed.chunk": "clients vmapped at once (speed and memory)",
     "clip.remat": "rematerialisation in the backward pass (memory)",
     "dp.target_epsilon": "the privacy budget: after which round the run stops (what each round "

@@ -58,3 +58,46 @@ def test_attack_batch_size_is_its_own_key_and_checked():
   c.adv.eval_batch_size = 0
   with pytest.raises(config_lib.ConfigError, match="adv.eval_batch_size=0"):
     config_lib.validate(c)
+
+
+def _tiny_robust_run(eval_rounds: str):
+  """configs/fedvpt.py shrunk to seconds: 2 rounds evaluated after each, PGD-2 on 16 images."""
+  import os  # pylint: disable=import-outside-toplevel
+  import sys  # pylint: disable=import-outside-toplevel
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  sys.path.insert(0, repo)
+  from configs import fedvpt  # pylint: disable=import-outside-toplevel
+  from clip_fixtures import fixture_dir  # pylint: disable=import-outside-toplevel
+  c = fedvpt.get_config()
+  c.clip.checkpoint = fixture_dir("clip_tiny_a")
+  c.eval.check_zero_shot, c.eval.every, c.eval.personalized = False, 1, False
+  c.data.train_per_class_domain, c.data.test_per_class_domain = 2, 1
+  c.fed.num_clients, c.fed.clients_per_round, c.fed.partition = 8, 2, "iid"
+  c.fed.rounds, c.fed.local_steps, c.fed.batch_size = 2, 1, 4
+  c.method.depth, c.method.num_tokens, c.optim.schedule = 2, 8, "constant"
+  c.adv.eval, c.adv.sanity_attack = ("pgd:linf:eps=1/255:steps=2",), ""
+  c.adv.eval_examples, c.adv.eval_batch_size = 16, 16
+  c.adv.eval_rounds = eval_rounds
+  return c
+
+
+@pytest.mark.slow
+def test_robust_evaluation_at_the_final_round_only(tmp_path):
+  from fedprompt_jax import train  # pylint: disable=import-outside-toplevel
+  every = train.train_and_evaluate(_tiny_robust_run("every"), str(tmp_path / "every"))
+  final = train.train_and_evaluate(_tiny_robust_run("final"), str(tmp_path / "final"))
+  robust = lambda record: {k: v for k, v in record.items() if k.startswith("robust_")}
+  assert [bool(robust(r)) for r in every] == [True, True, True]
+  assert [bool(robust(r)) for r in final] == [False, False, True]
+  # Skipping the earlier robust evaluations changes nothing that is trained or measured.
+  assert robust(final[-1]) == robust(every[-1])
+  drop = lambda record: {k: v for k, v in record.items()
+                         if not k.startswith("robust_") and k != "seconds_per_round"}
+  assert [drop(r) for r in final] == [drop(r) for r in every]
+
+
+def test_eval_rounds_is_checked():
+  c = config_lib.default_config()
+  c.adv.eval_rounds = "last"
+  with pytest.raises(config_lib.ConfigError, match="adv.eval_rounds='last'"):
+    config_lib.validate(c)
