@@ -85,8 +85,9 @@ def make_encoder(method: PromptMethod):
 
 
 def encode_images(encoder, frozen: Tree, images: np.ndarray, batch_size: int) -> np.ndarray:
-  """[N, H, W, 3] uint8 -> [N, F] float32 features, in batches of `batch_size` (the last one
-  padded to it, so one compiled shape)."""
+  """[N, H, W, 3] uint8 -> [N, F] float32 features, in batches of min(`batch_size`, N) (the
+  last one padded to it, so one compiled shape)."""
+  batch_size = max(1, min(batch_size, len(images)))
   out = []
   for start in range(0, len(images), batch_size):
     chunk = images[start:start + batch_size]
