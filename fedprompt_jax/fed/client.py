@@ -18,7 +18,7 @@ Tree = Any
 
 
 class ClientBatches(NamedTuple):
-  pixels: jax.Array  # [S, B, H, W, 3] uint8, or [S, B, F] float32 cached features (feature_cache.py)
+  pixels: jax.Array  # [S, B, H, W, 3] uint8, or [S, B, F] float32 features (feature_cache.py)
   labels: jax.Array  # [S, B] int32
   mask: jax.Array    # [S, B] bool; False for padding examples
 
