@@ -29,7 +29,7 @@ CORE = [
 EXTRAS = {
     # Kept for old install commands: tensorflow-datasets is now a core dependency.
     "tfds": [],
-    # torch is only for the parity fixtures and the live reference tests.
+    # torch is only for the parity fixtures, the live reference tests and benchmarks/vs_pytorch.py.
     "torch": ["torch==2.13.0"],
 }
 # IBM's adversarial-robustness-toolbox is the established PGD/AutoPGD the attack tests compare with.

@@ -8,7 +8,8 @@ and chunk; 2 round images/s vs a plain centralised step on the same total batch;
 time incl. host work for N = 100 vs N = 100,000; 4 compiled memory as K grows; 5 achieved
 FLOP/s over measured matmul FLOP/s. Random-weight CLIPs, FedVPT-deep, SGD(0.05, m 0.9)
 clients, FedAvg server. Each figure: compile excluded, median of up to --repeats runs
-(fewer once --budget seconds are spent), `jax.block_until_ready`, `time.perf_counter`.
+(fewer once --budget seconds are spent), `jax.block_until_ready`, `time.perf_counter`;
+except the matmul peak of section 5, which is a best: the fastest of 10 runs.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ CLIENT_TX = optax.sgd(0.05, momentum=0.9)
 SERVER_TX = server.make_server_optimizer("fedavg")
 KEY = jax.random.key(7)
 CLASSES, PROMPTS, IMAGE = 10, 8, 32
+MATMUL_RUNS = 10  # section 5's peak: the best of this many matmul runs
 MODELS = {"tiny": (96, 4, 4, 64), "mid": (384, 6, 6, 256)}  # width, layers, heads, projection
 
 
@@ -105,6 +107,16 @@ def median_time(fn: Callable[[], Any], repeats: int, budget: float) -> tuple[flo
     fn()
     times.append(time.perf_counter() - start)
   return statistics.median(times), len(times)
+
+
+def run_times(fn: Callable[[], Any], repeats: int, budget: float) -> list[float]:
+  """Seconds of each fn() (which blocks): up to `repeats` runs, none started after `budget` s."""
+  times: list[float] = []
+  while len(times) < repeats and sum(times) < budget:
+    start = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - start)
+  return times
 
 
 def peak_rss_mb() -> float:
@@ -399,11 +411,14 @@ class Bench:
     x = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
     matmul = jax.jit(lambda a, b: a @ b)
     jax.block_until_ready(matmul(x, x))
-    mm_s, _ = median_time(lambda: jax.block_until_ready(matmul(x, x)), 5, self.a.budget)
-    peak = 2 * n ** 3 / mm_s
+    # A peak is a best: the fastest of MATMUL_RUNS runs (the median is printed alongside).
+    mm_times = run_times(lambda: jax.block_until_ready(matmul(x, x)), MATMUL_RUNS, self.a.budget)
+    peak = 2 * n ** 3 / min(mm_times)
+    mm_median = 2 * n ** 3 / statistics.median(mm_times)
     k, s, bsz = self.a.flops_k, self.a.steps, self.a.batch
     print(f"\n[5] FLOP/s (K={k}, S={s}, B={bsz}): measured f32 {n}x{n} matmul = "
-          f"{peak / 1e9:.1f} GFLOP/s (median)\n  forward/image = layers x [2T(4D^2 + 2DF) dense"
+          f"{peak / 1e9:.1f} GFLOP/s (best of {len(mm_times)} runs; median {mm_median / 1e9:.1f})"
+          "; round FLOP/s from the round's median time\n  forward/image = layers x [2T(4D^2 + 2DF) dense"
           " + 4T^2 D attention] + 2P(3p^2)D patch embedding + 2DE + 2EC head, T = 1 + "
           f"{PROMPTS} prompts + P patches;\n  training = 2x forward (headline: weights are "
           "frozen, so the backward computes activation gradients only, about one forward;\n"
@@ -433,7 +448,8 @@ class Bench:
                        / peak))
       print(f"{name:>5} {k:>3} {chunk or 'vmap':>5} {fwd / 1e6:>9.1f} {xla / fwd:>6.2f}x "
             f"{achieved / 1e9:>10.1f} {achieved / peak:>6.1%} {1.5 * achieved / peak:>8.1%}")
-    self.results["flops"] = dict(matmul_flops_s=peak, rows=rows)
+    self.results["flops"] = dict(matmul_flops_s=peak, matmul_flops_s_median=mm_median,
+                                 matmul_runs=len(mm_times), rows=rows)
 
   def targets(self):
     """Each target of the issue against its measured figure."""

@@ -55,6 +55,10 @@ def default_config() -> ml_collections.ConfigDict:
   # Attribute sentences per class (FedMVP): a JSON file {class name: [sentences]}; "" = the
   # data set's shipped file (assets/attributes/<name>.json: shapes, digits), if any.
   c.data.attributes_file = ""
+  # A method whose image path has nothing trainable (PromptFL) trains and cleanly evaluates from
+  # image features computed once per split (feature_cache.py); off by itself under adversarial
+  # training, with the reason in the log. False runs the frozen tower at every step.
+  c.data.cache_frozen_features = True
 
   c.fed = ml_collections.ConfigDict()
   c.fed.num_clients = 20
@@ -333,6 +337,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
   _check_range(c, "adv.trades_beta", 0)
   for key in ("data.train_per_class_domain", "data.test_per_class_domain", "eval.batch_size"):
     _check_range(c, key, 1, integer=True)
+  if not isinstance(c.data.cache_frozen_features, bool):
+    _fail("data.cache_frozen_features", c.data.cache_frozen_features, "valid: True, False")
   if c.data.max_examples is not None and c.data.max_examples < 1:
     _fail("data.max_examples", c.data.max_examples, "must be >= 1, or None for all")
   if c.optim.schedule not in LR_SCHEDULES:

@@ -15,16 +15,19 @@ import numpy as np
 
 from fedprompt_jax.attacks import sanity as sanity_lib
 from fedprompt_jax.data.dataset import Split
-from fedprompt_jax.methods.base import PromptMethod, merge_params
+from fedprompt_jax.methods.base import PromptMethod, as_model_input, merge_params
 
 Tree = Any
 
 
 def make_predict(method: PromptMethod):
-  """predict(frozen, params, aux, extra, client, pixels uint8 [B, H, W, 3]) -> [B] int32, jitted."""
+  """predict(frozen, params, aux, extra, client, pixels uint8 [B, H, W, 3]) -> [B] int32, jitted.
+
+  (Pixels, or [B, F] cached features for a method from feature_cache.on_features.)
+  """
 
   def predict(frozen, params, aux, extra, client, pixels):
-    x = pixels.astype(jnp.float32) / 255.0
+    x = as_model_input(pixels)
     logits = method.logits(frozen, params, aux, extra, client, x, jax.random.key(0))
     return jnp.argmax(logits, axis=-1).astype(jnp.int32)
 
@@ -42,13 +45,14 @@ def padded_size(valid: int, batch_size: int) -> int:
 
 
 def predict_split(predict, frozen, params, aux, extra, client, split: Split,
-                  batch_size: int) -> np.ndarray:
+                  batch_size: int, inputs: np.ndarray | None = None) -> np.ndarray:
   """[N] predictions over a whole split, in batches of `batch_size` (the last one padded only
-  to `padded_size`)."""
+  to `padded_size`); `inputs` ([N, F] cached features) replaces the split's images if given."""
   n = len(split)
+  rows = split.images if inputs is None else inputs
   preds = []
   for start in range(0, n, batch_size):
-    chunk = split.images[start:start + batch_size]
+    chunk = rows[start:start + batch_size]
     valid = len(chunk)
     pad = padded_size(valid, batch_size) - valid
     if pad:
@@ -73,7 +77,7 @@ def make_personalized_predict(method: PromptMethod):
 
   def one(frozen, shared, personal, aux, extra, client, pixels):
     params = merge_params(shared, personal)
-    x = pixels.astype(jnp.float32) / 255.0
+    x = as_model_input(pixels)
     logits = method.logits(frozen, params, aux, extra, client, x, jax.random.key(0))
     return jnp.argmax(logits, axis=-1).astype(jnp.int32)
 
@@ -82,8 +86,9 @@ def make_personalized_predict(method: PromptMethod):
 
 def personalized_accuracy(predict_clients, frozen, shared, personal_all: Tree, aux, extra,
                           clients_all: Tree, split: Split, test_indices: list[np.ndarray],
-                          clients_per_call: int) -> np.ndarray:
-  """[N] accuracy of each client on its own test split, with its own params and constants."""
+                          clients_per_call: int, inputs: np.ndarray | None = None) -> np.ndarray:
+  """[N] accuracy of each client on its own test split, with its own params and constants;
+  `inputs` ([len(split), F] cached features) replaces the split's images if given."""
   n = len(test_indices)
   t = max(1, max(len(ix) for ix in test_indices))
   acc = np.zeros((n,), np.float64)
@@ -98,7 +103,8 @@ def personalized_accuracy(predict_clients, frozen, shared, personal_all: Tree, a
       ix = test_indices[c]
       idx[i, :len(ix)] = ix
       mask[i, :len(ix)] = True
-    pixels = split.images[idx.reshape(-1)].reshape(idx.shape + split.images.shape[1:])
+    rows_of = split.images if inputs is None else inputs
+    pixels = rows_of[idx.reshape(-1)].reshape(idx.shape + rows_of.shape[1:])
     preds = np.asarray(predict_clients(frozen, shared, take(personal_all, rows), aux, extra,
                                        take(clients_all, rows), pixels))
     correct = (preds == split.labels[idx]) & mask

@@ -22,6 +22,7 @@ import optax
 
 from fedprompt_jax import atomic, checkpoint, evaluate
 from fedprompt_jax import config as config_lib
+from fedprompt_jax import feature_cache
 from fedprompt_jax import finite
 from fedprompt_jax import metrics as metrics_lib
 from fedprompt_jax import plots
@@ -104,6 +105,16 @@ def make_partition(c: ml_collections.ConfigDict, source):
       shots=c.fed.shots, min_size=c.fed.min_size, test_fraction=c.fed.test_fraction)
 
 
+def wrap_method(c: ml_collections.ConfigDict, method: base.PromptMethod) -> base.PromptMethod:
+  """The registered method with the run's label space, adversarial training and local-only."""
+  if c.fed.label_space == "local":  # before `adversarial`: the attack sees the masked logits
+    method = local_label_space(method)
+  if c.adv.train != "none":
+    method = adversarial(method, make_attack(c.adv.train_attack), c.adv.train,
+                         c.adv.trades_beta, c.adv.trades_any_inner_attack)
+  return base.local_only(method) if c.fed.local_only else method
+
+
 def stack_tree(tree: Tree, n: int) -> Tree:
   """[...] leaves -> [n, ...] numpy copies (per-client state kept on the host)."""
   return jax.tree_util.tree_map(lambda x: np.repeat(np.asarray(x)[None], n, axis=0), tree)
@@ -127,12 +138,12 @@ class Run:
       self.source, self.novel = split_base_novel(self.source)
     self.partition = make_partition(c, self.source)
     method = make_method(c.method.name, self.model, c.method)
-    if c.fed.label_space == "local":  # before `adversarial`: the attack sees the masked logits
-      method = local_label_space(method)
-    if c.adv.train != "none":
-      method = adversarial(method, make_attack(c.adv.train_attack), c.adv.train,
-                           c.adv.trades_beta, c.adv.trades_any_inner_attack)
-    self.method = base.local_only(method) if c.fed.local_only else method
+    use_cache, line = feature_cache.decide(c, method)
+    if line and jax.process_index() == 0:
+      print(line, flush=True)
+    self.method = wrap_method(c, method)  # on images: robust evaluation, transfer
+    # Clean training and evaluation: from frozen features computed once, where the method allows.
+    self.train_method = feature_cache.on_features(self.method) if use_cache else self.method
     self.mesh = mesh_lib.make_mesh()
     # `frozen_global`/`aux_global` are replicated over the mesh for the round;
     # `frozen`/`aux` are process-local (host-driven evaluation and preparation), and
@@ -153,12 +164,16 @@ class Run:
     self.chunk = default_chunk(jax.default_backend()) if c.fed.chunk == -1 else c.fed.chunk
     self.client_tx = client_optimizer(c)
     self.server_tx = server.make_server_optimizer(c.fed.server_optimizer, c.fed.server_lr)
-    self.round_fn = make_round_fn(self.method, self.client_tx, self.server_tx, self.mesh,
+    self.cache = (feature_cache.FeatureCache(method, frozen, c.eval.batch_size,
+                                             verbose=jax.process_index() == 0)
+                  if use_cache else None)
+    self.round_fn = make_round_fn(self.train_method, self.client_tx, self.server_tx, self.mesh,
                                   chunk=self.chunk, lr_schedule=round_lr_schedule(c),
                                   dp=dp_settings.spec(c))
     self.accountant = dp_settings.accountant(c)
-    self.predict = evaluate.make_predict(self.method)
-    self.predict_clients = evaluate.make_personalized_predict(self.method)
+    self.predict = evaluate.make_predict(self.method)  # on images (transfer to other data)
+    self.clean_predict = evaluate.make_predict(self.train_method)  # with `inputs_of`
+    self.predict_clients = evaluate.make_personalized_predict(self.train_method)
     self.robust = evaluate.make_robust(self.method, [make_attack(a) for a in c.adv.eval])
     self.sanity_robust = (evaluate.make_robust(self.method, [make_attack(c.adv.sanity_attack)])
                           if c.adv.sanity_attack else None)
@@ -167,6 +182,10 @@ class Run:
         np.asarray, jax.vmap(self.method.init_client)(jnp.asarray(hist)))
     uniform = jnp.full((self.source.num_classes,), 1.0, jnp.float32)
     self.global_client = self.method.init_client(uniform)
+
+  def inputs_of(self, split, name: str) -> np.ndarray | None:
+    """[N, F] cached frozen features of `split` for `train_method`, or None: its images."""
+    return None if self.cache is None else self.cache.features(split, name)
 
   def initial_state(self) -> tuple[ServerState, Tree]:
     params = self.method.init(jax.random.key(self.c.seed), self.aux)
@@ -190,7 +209,8 @@ class Run:
                       [self.partition.train_of(int(k)) if i in mine else empty
                        for i, k in enumerate(ids)], ids,
                       steps=steps, batch=c.fed.batch_size, seed=c.seed,
-                      round_index=round_index, padded_k=padded, epochs=c.fed.local_epochs)
+                      round_index=round_index, padded_k=padded, epochs=c.fed.local_epochs,
+                      inputs=self.inputs_of(self.source.train, "train"))
     weights = b["num_examples"].astype(np.float32)
     if c.fed.weighting == "uniform":
       weights = (weights > 0).astype(np.float32)
@@ -272,14 +292,16 @@ class Run:
     params = self.global_params(state, personal_all)
     out = {}
     if not c.fed.local_only:
-      preds = evaluate.predict_split(self.predict, self.frozen, params, self.aux, state.extra,
-                                     self.global_client, self.source.test, c.eval.batch_size)
+      preds = evaluate.predict_split(self.clean_predict, self.frozen, params, self.aux,
+                                     state.extra, self.global_client, self.source.test,
+                                     c.eval.batch_size, self.inputs_of(self.source.test, "test"))
       out.update(evaluate.accuracy_report(preds, self.source.test, self.source.domain_names,
                                           "global_acc"))
       if self.novel is not None:
-        preds = evaluate.predict_split(self.predict, self.frozen, params, self.novel_aux,
+        preds = evaluate.predict_split(self.clean_predict, self.frozen, params, self.novel_aux,
                                        state.extra, self.global_client, self.novel.test,
-                                       c.eval.batch_size)
+                                       c.eval.batch_size,
+                                       self.inputs_of(self.novel.test, "novel test"))
         out.update(evaluate.accuracy_report(preds, self.novel.test, self.novel.domain_names,
                                             "novel_acc"))
         b, n = out["global_acc"], out["novel_acc"]
@@ -293,7 +315,7 @@ class Run:
           self.predict_clients, self.frozen, state.shared, personal_all, self.aux, state.extra,
           self.clients, self.source.test,
           [self.partition.test_of(k) for k in range(self.partition.num_clients)],
-          min(per_call, self.partition.num_clients))
+          min(per_call, self.partition.num_clients), self.inputs_of(self.source.test, "test"))
       trained = c.fed.num_clients  # clients c.fed.num_clients.. never train: "new" clients
       out.update(evaluate.client_summary(acc[:trained]))
       if c.fed.new_clients:

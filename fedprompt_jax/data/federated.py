@@ -89,7 +89,8 @@ def client_epoch_indices(indices: np.ndarray, epochs: int, steps: int, batch: in
 
 def round_batches(split: Split, client_indices: list[np.ndarray], client_ids: np.ndarray,
                   *, steps: int, batch: int, seed: int, round_index: int,
-                  padded_k: int | None = None, epochs: int | None = None):
+                  padded_k: int | None = None, epochs: int | None = None,
+                  inputs: np.ndarray | None = None):
   """Stacks the local data of K clients, padded with empty clients to `padded_k`.
 
   Args:
@@ -101,9 +102,12 @@ def round_batches(split: Split, client_indices: list[np.ndarray], client_ids: np
       of `epochs` passes over its data (client_epoch_indices); None: S steps.
     seed, round_index: with the client id, seed each client's example order.
     padded_k: K' >= K; clients K..K'-1 are padding (no data, weight 0).
+    inputs: per-example rows to gather instead of `split.images`, e.g. [N, F] cached
+      frozen features (feature_cache.py); None = the images.
 
   Returns:
-    dict of numpy arrays: pixels [K', S, B, H, W, 3] uint8, labels [K', S, B] int32,
+    dict of numpy arrays: pixels [K', S, B, H, W, 3] uint8 (or [K', S, B, F] rows of
+    `inputs`), labels [K', S, B] int32,
     mask [K', S, B] bool, num_examples [K'] int64 (0 for padding), client_ids [K'] int32.
   """
   k = len(client_indices)
@@ -122,6 +126,7 @@ def round_batches(split: Split, client_indices: list[np.ndarray], client_ids: np
       idx[i], mask[i] = client_epoch_indices(np.asarray(indices), epochs, steps, batch, rng)
     sizes[i] = len(indices)
     ids[i] = cid
-  pixels = split.images[idx.reshape(-1)].reshape(idx.shape + split.images.shape[1:])
+  rows = split.images if inputs is None else inputs
+  pixels = rows[idx.reshape(-1)].reshape(idx.shape + rows.shape[1:])
   labels = split.labels[idx.reshape(-1)].reshape(idx.shape).astype(np.int32)
   return dict(pixels=pixels, labels=labels, mask=mask, num_examples=sizes, client_ids=ids)

@@ -11,13 +11,14 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from fedprompt_jax.methods.base import STATS_FROM, PromptMethod, merge_params, split_params
+from fedprompt_jax.methods.base import (STATS_FROM, PromptMethod, as_model_input, merge_params,
+                                        split_params)
 
 Tree = Any
 
 
 class ClientBatches(NamedTuple):
-  pixels: jax.Array  # [S, B, H, W, 3] uint8
+  pixels: jax.Array  # [S, B, H, W, 3] uint8, or [S, B, F] float32 features (feature_cache.py)
   labels: jax.Array  # [S, B] int32
   mask: jax.Array    # [S, B] bool; False for padding examples
 
@@ -67,7 +68,7 @@ def make_local_update(method: PromptMethod, client_tx: optax.GradientTransformat
     def step(carry, inputs):
       params, opt_state, step_state, loss_sum, count = carry
       pixels, labels, mask, step_key, index = inputs
-      x = pixels.astype(jnp.float32) / 255.0
+      x = as_model_input(pixels)
       _, loss_key = jax.random.split(step_key)  # second half: keys unchanged from earlier versions
       (batch_loss, batch_loss_sum), grads = grad_fn(params, frozen, aux, extra, client, x,
                                                     labels, mask, loss_key)
@@ -109,7 +110,7 @@ def _client_stats(method, frozen, params, aux, extra, client, batches: ClientBat
 
   def one(acc, inputs):
     pixels, labels, mask = inputs
-    x = pixels.astype(jnp.float32) / 255.0
+    x = as_model_input(pixels)
     stats = method.client_stats(frozen, params, aux, extra, client, x, labels, mask)
     return jax.tree_util.tree_map(jnp.add, acc, stats), None
 

@@ -105,4 +105,6 @@ def adversarial(method: PromptMethod, attack: Spec | Attack, mode: str, beta: fl
       natural = method.loss(frozen, params, aux, extra, client, pixels, labels, loss_key)
     return natural + beta * trades_kl(clean, adv)
 
-  return dataclasses.replace(method, name=f"{method.name}+{mode}", loss=loss)
+  # Its loss attacks the images through the whole model: no frozen-feature path (feature_cache.py).
+  return dataclasses.replace(method, name=f"{method.name}+{mode}", loss=loss, frozen_image=None,
+                             logits_from_features=None)

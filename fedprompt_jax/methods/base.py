@@ -21,6 +21,7 @@ import dataclasses
 from typing import Any, Callable, Sequence
 
 import jax
+import jax.numpy as jnp
 import optax
 from flax import traverse_util
 
@@ -88,6 +89,16 @@ class PromptMethod:
     init_client: (label_histogram [C] float) -> client tree of constants.
     init_step_state: (params) -> step state, a small per-client tree carried across
       the local steps of one round (fresh each round); {} if unused.
+    frozen_image: optional (frozen, pixels [B, H, W, 3] in [0, 1]) -> [B, F] float32
+      features, for a method whose image path has nothing trainable: what the frozen
+      CLIP computes from an image without any prompt (PromptFL: the image embedding).
+      With it the method gives `logits_from_features`, and `logits` must be
+      logits_from_features(frozen, params, aux, extra, client, frozen_image(frozen,
+      pixels), key); the engine may then encode a split once and train and evaluate
+      cleanly from the features (feature_cache.py). (A text path with nothing
+      trainable needs no declaration: `prepare` computes it once, e.g. a zero-shot head.)
+    logits_from_features: (frozen, params, aux, extra, client, features [B, F], key) ->
+      [B, C]; given with `frozen_image`.
     control_step: optional (step_state, params, updates, batch_loss, is_last) ->
       (updates, apply, step_state), called inside the jitted local update after the
       optimizer has proposed `updates` for a batch whose mean training loss is
@@ -110,6 +121,13 @@ class PromptMethod:
   init_client: Callable[[jax.Array], Tree] = lambda histogram: {}
   init_step_state: Callable[[Tree], Tree] = lambda params: {}
   control_step: Callable[..., tuple[Tree, jax.Array, Tree]] | None = None
+  frozen_image: Callable[[Tree, jax.Array], jax.Array] | None = None
+  logits_from_features: Callable[..., jax.Array] | None = None
+
+  def __post_init__(self):
+    if (self.frozen_image is None) != (self.logits_from_features is None):
+      raise ValueError(f"method {self.name!r} must give both frozen_image and "
+                       "logits_from_features, or neither")
 
   def example_loss(self, frozen, params, aux, extra, client, pixels, labels, key) -> jax.Array:
     """[B] per-example loss (cross-entropy of the logits unless the method defines `loss`)."""
@@ -117,6 +135,14 @@ class PromptMethod:
       return self.loss(frozen, params, aux, extra, client, pixels, labels, key)
     logits = self.logits(frozen, params, aux, extra, client, pixels, key)
     return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+
+
+def as_model_input(x: jax.Array) -> jax.Array:
+  """What a method's `logits` receive: uint8 pixels scaled to [0, 1] float32; anything else
+  (float32 features from the frozen-feature cache) as it is."""
+  if x.dtype == jnp.uint8:
+    return x.astype(jnp.float32) / 255.0
+  return x
 
 
 def split_params(method: PromptMethod, params: Tree) -> tuple[Tree, Tree]:

@@ -51,5 +51,16 @@ def local_label_space(method: PromptMethod) -> PromptMethod:
   def client_stats(frozen, params, aux, extra, client, pixels, labels, mask):
     return method.client_stats(frozen, params, aux, extra, client["inner"], pixels, labels, mask)
 
+  if method.client_stats is PromptMethod.client_stats:  # none to forward: keep the default
+    client_stats = method.client_stats
+
+  from_features = None
+  if method.logits_from_features is not None:  # the same mask on the cached-feature path
+    def from_features(frozen, params, aux, extra, client, features, key):
+      inner = method.logits_from_features(frozen, params, aux, extra, client["inner"], features,
+                                          key)
+      return mask_logits(inner, client["label_mask"])
+
   return dataclasses.replace(method, name=f"{method.name}+local_labels", logits=logits,
-                             init_client=init_client, client_stats=client_stats)
+                             init_client=init_client, client_stats=client_stats,
+                             logits_from_features=from_features)

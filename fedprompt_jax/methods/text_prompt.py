@@ -56,9 +56,18 @@ def make(model, config) -> base.PromptMethod:
   def class_embeds(frozen, params, aux):
     return model.encode_text(frozen, aux["ids"], aux["mask"], prompts=params["ctx"][None]).embeds
 
-  def logits(frozen, params, aux, extra, client, pixels, key):
-    del extra, client, key
-    image = model.encode_image(frozen, pixels).embeds
-    return base.cosine_logits(image, class_embeds(frozen, params, aux), frozen["logit_scale"])
+  def image_features(frozen, pixels):
+    """[B, E] image embeddings of the frozen tower: nothing in PromptFL's image path trains."""
+    return model.encode_image(frozen, pixels).embeds
 
-  return base.PromptMethod(name="promptfl", prepare=prepare, init=init, logits=logits)
+  def logits_from_features(frozen, params, aux, extra, client, features, key):
+    del extra, client, key
+    return base.cosine_logits(features, class_embeds(frozen, params, aux), frozen["logit_scale"])
+
+  def logits(frozen, params, aux, extra, client, pixels, key):
+    return logits_from_features(frozen, params, aux, extra, client,
+                                image_features(frozen, pixels), key)
+
+  return base.PromptMethod(name="promptfl", prepare=prepare, init=init, logits=logits,
+                           frozen_image=image_features,
+                           logits_from_features=logits_from_features)
