@@ -9,13 +9,16 @@ it), so planning does not compile twice.
 
 What the plan counts, in bytes of one memory: the trees that stay resident (the
 frozen CLIP, the prompt parameters with the server optimizer state, the method's
-constants, per-client state and, on CPU, the data on the host) plus the largest
-phase's working memory (temporaries + outputs + the arguments that are not among
-the resident trees). On CPU every device's buffers live in host memory, so
-replicated trees and a sharded round count once per device; on an accelerator the
-plan is one device's memory, and host data is shown but not counted. Not counted:
-the interpreter and its libraries (shown as measured before loading),
-allocator slack, and transient copies while a checkpoint is read.
+constants, per-client state and, on CPU, the data on the host and the interpreter
+with its libraries, measured before loading) plus the largest phase's working
+memory (temporaries + outputs + the arguments that are not among the resident
+trees). On CPU every device's buffers live in host memory, so replicated trees and
+a sharded round count once per device; on an accelerator the plan is one device's
+memory, and host items are shown but not counted. Not counted: compiled code,
+memory the compiler and the allocator keep after compiling (on CPU the process's
+resident size after the plan's compiles is shown beside the plan), scratch space
+of library kernels outside XLA's buffers, and transient copies while a checkpoint
+is read.
 """
 
 from __future__ import annotations
@@ -120,9 +123,9 @@ class Plan:
     resident: (name, bytes counted, note) of what stays in memory during the run.
     phases: the phases, each with its working memory.
     budget: bytes allowed; budget_source: where that figure comes from.
-    baseline: the process's resident memory before the run loaded anything (shown, not
-      counted), or None.
-    host_only: (name, bytes) shown but not counted (host data on an accelerator run).
+    host_only: (name, bytes) shown but not counted (host items on an accelerator run).
+    resident_after: the process's resident memory measured after the plan's compiles
+      (shown, not counted), or None.
   """
   backend: str
   devices: int
@@ -130,8 +133,8 @@ class Plan:
   phases: tuple[Phase, ...]
   budget: int
   budget_source: str
-  baseline: int | None = None
   host_only: tuple[tuple[str, int], ...] = ()
+  resident_after: int | None = None
 
   @property
   def resident_bytes(self) -> int:
@@ -165,9 +168,9 @@ class Plan:
     what = f" + {largest.name}" if largest else ""
     lines.append(f"  planned peak: {self.peak / GB:.2f} GB (resident{what}) of "
                  f"memory_budget_gb={self.budget / GB:.3g} ({self.budget_source})")
-    if self.baseline is not None:
-      lines.append(f"  not counted: {self.baseline / GB:.2f} GB that the process held before "
-                   "loading the model and data (interpreter, libraries)")
+    if self.resident_after is not None:
+      lines.append(f"  measured: the process holds {self.resident_after / GB:.2f} GB after these "
+                   "compiles (resident trees, compiled code, allocator caches)")
     return "\n".join(lines)
 
   def problem(self) -> str | None:

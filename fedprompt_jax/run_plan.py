@@ -118,8 +118,9 @@ def _personalised(run, local, personal_all: Tree) -> plan_lib.Phase:
                 f"{per_call} clients x {t} images", run.predict_clients, args, resident)
 
 
-def resident(run, state, personal_all: Tree) -> tuple[list, list]:
-  """(counted, host_only): (name, bytes[, note]) of the trees that stay in memory."""
+def resident(run, state, personal_all: Tree, baseline: int | None) -> tuple[list, list]:
+  """(counted, host_only): (name, bytes[, note]) of what stays in memory; `baseline` is the
+  process's resident size before loading (the interpreter and libraries), or None."""
   on_cpu = jax.default_backend() == "cpu"
   d = run.mesh.devices.size if on_cpu else 1
   per_device = f"x {d} devices" if d > 1 else ""
@@ -133,21 +134,30 @@ def resident(run, state, personal_all: Tree) -> tuple[list, list]:
              for s in (run.source.train, run.source.test))
   host = [("per-client state", plan_lib.tree_bytes((personal_all, run.clients))),
           ("data (uint8 images, labels)", data)]
+  if baseline is not None:
+    host.append(("interpreter, libraries (measured)", baseline))
   if on_cpu:
     return counted + [(name, size, "host") for name, size in host], []
   return counted, host
 
 
 def make_plan(run, budget_gb: float | None, baseline: int | None = None) -> plan_lib.Plan:
-  """The plan of `run` before its first round (state shapes from `run.initial_state()`)."""
+  """The plan of `run` before its first round (state shapes from `run.initial_state()`).
+
+  Args:
+    run: a train.Run.
+    budget_gb: memory_budget_gb, or None for the device's (on CPU the host's) memory.
+    baseline: the process's resident bytes before the run loaded anything, or None.
+  """
   state, personal_all = run.initial_state()
-  counted, host_only = resident(run, state, personal_all)
+  counted, host_only = resident(run, state, personal_all, baseline)
   phase_list = phases(run, state, personal_all, start=0)
   budget, source = plan_lib.default_budget()
   if budget_gb is not None:
     budget, source = int(budget_gb * plan_lib.GB), "configured"
   return plan_lib.Plan(jax.default_backend(), run.mesh.devices.size, tuple(counted),
-                       tuple(phase_list), budget, source, baseline, tuple(host_only))
+                       tuple(phase_list), budget, source, tuple(host_only),
+                       plan_lib.resident_set_bytes())
 
 
 def check(run, baseline: int | None = None) -> plan_lib.Plan:
