@@ -31,6 +31,10 @@ class ConfigError(ValueError):
 def default_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
+  # The memory a run may plan to use, in GB (1e9 bytes): before any work the run prints its
+  # memory plan (memory_plan.py) and stops with one line naming the batch key to lower when
+  # the plan exceeds this. None = the device's memory, or the host's on CPU.
+  c.memory_budget_gb = ml_collections.FieldReference(None, field_type=float)
 
   c.clip = ml_collections.ConfigDict()
   c.clip.checkpoint = "embedded"   # "embedded", a transformers-format dir, or a hub name
@@ -379,6 +383,10 @@ def validate(c: ml_collections.ConfigDict) -> None:
     _fail("adv.eval_rounds", c.adv.eval_rounds, "must be 'every' or 'final'")
   if not isinstance(c.seed, int) or isinstance(c.seed, bool) or c.seed < 0:
     _fail("seed", c.seed, "must be an integer >= 0")
+  budget = c.memory_budget_gb
+  if budget is not None and not (_is_number(budget) and budget > 0):
+    _fail("memory_budget_gb", budget, "must be a number > 0 (GB), or None for the device's "
+          "(on CPU the host's) memory")
   from fedprompt_jax.privacy import settings as dp_settings  # pylint: disable=g-import-not-at-top
   dp_settings.validate(c)
 

@@ -24,9 +24,12 @@ from fedprompt_jax import atomic, checkpoint, evaluate
 from fedprompt_jax import config as config_lib
 from fedprompt_jax import feature_cache
 from fedprompt_jax import finite
+from fedprompt_jax import memory_plan
 from fedprompt_jax import metrics as metrics_lib
+from fedprompt_jax import phase_times
 from fedprompt_jax import plots
 from fedprompt_jax import run_files
+from fedprompt_jax import run_plan
 from fedprompt_jax import workdir as workdir_lib
 from fedprompt_jax.data import attributes as attributes_lib
 from fedprompt_jax.data import partition as partition_lib
@@ -155,6 +158,7 @@ class Run:
     self.aux = self.method.prepare(ctx)
     self.zeroshot = make_method("zeroshot", self.model, c.method)
     self.zeroshot_aux = self.zeroshot.prepare(ctx)
+    self.predict_zeroshot = evaluate.make_predict(self.zeroshot)
     if self.novel is not None:
       novel_ctx = base.Context(self.model, frozen, self.tokenizer, self.novel.class_names,
                                self.novel.attributes)
@@ -182,6 +186,7 @@ class Run:
         np.asarray, jax.vmap(self.method.init_client)(jnp.asarray(hist)))
     uniform = jnp.full((self.source.num_classes,), 1.0, jnp.float32)
     self.global_client = self.method.init_client(uniform)
+    self.times = phase_times.PhaseTimes()
 
   def inputs_of(self, split, name: str) -> np.ndarray | None:
     """[N, F] cached frozen features of `split` for `train_method`, or None: its images."""
@@ -292,9 +297,10 @@ class Run:
     params = self.global_params(state, personal_all)
     out = {}
     if not c.fed.local_only:
-      preds = evaluate.predict_split(self.clean_predict, self.frozen, params, self.aux,
-                                     state.extra, self.global_client, self.source.test,
-                                     c.eval.batch_size, self.inputs_of(self.source.test, "test"))
+      with self.times("evaluation"):
+        preds = evaluate.predict_split(self.clean_predict, self.frozen, params, self.aux,
+                                       state.extra, self.global_client, self.source.test,
+                                       c.eval.batch_size, self.inputs_of(self.source.test, "test"))
       out.update(evaluate.accuracy_report(preds, self.source.test, self.source.domain_names,
                                           "global_acc"))
       if self.novel is not None:
@@ -307,15 +313,17 @@ class Run:
         b, n = out["global_acc"], out["novel_acc"]
         out["base_novel_hm"] = 2 * b * n / (b + n) if b + n > 0 else 0.0
       if c.adv.eval and (final or c.adv.eval_rounds == "every"):
-        out.update(self.robust_report(self.robust, params, state.extra, c.adv.eval_examples,
-                                      c.adv.eval_batch_size))
+        with self.times("robust evaluation"):
+          out.update(self.robust_report(self.robust, params, state.extra, c.adv.eval_examples,
+                                        c.adv.eval_batch_size))
     if c.eval.personalized:
       per_call = max(1, c.eval.batch_size // max(1, int(self.partition.test_sizes().max())))
-      acc = evaluate.personalized_accuracy(
-          self.predict_clients, self.frozen, state.shared, personal_all, self.aux, state.extra,
-          self.clients, self.source.test,
-          [self.partition.test_of(k) for k in range(self.partition.num_clients)],
-          min(per_call, self.partition.num_clients), self.inputs_of(self.source.test, "test"))
+      with self.times("personalised evaluation"):
+        acc = evaluate.personalized_accuracy(
+            self.predict_clients, self.frozen, state.shared, personal_all, self.aux, state.extra,
+            self.clients, self.source.test,
+            [self.partition.test_of(k) for k in range(self.partition.num_clients)],
+            min(per_call, self.partition.num_clients), self.inputs_of(self.source.test, "test"))
       trained = c.fed.num_clients  # clients c.fed.num_clients.. never train: "new" clients
       out.update(evaluate.client_summary(acc[:trained]))
       if c.fed.new_clients:
@@ -323,9 +331,10 @@ class Run:
     return out
 
   def zero_shot_accuracy(self) -> dict:
-    zs = evaluate.make_predict(self.zeroshot)
-    preds = evaluate.predict_split(zs, self.frozen, {}, self.zeroshot_aux, {}, {},
-                                   self.source.test, self.c.eval.batch_size)
+    zs = self.predict_zeroshot
+    with self.times("zero-shot evaluation"):
+      preds = evaluate.predict_split(zs, self.frozen, {}, self.zeroshot_aux, {}, {},
+                                     self.source.test, self.c.eval.batch_size)
     out = evaluate.accuracy_report(preds, self.source.test, self.source.domain_names,
                                    "zeroshot_acc")
     if self.novel is not None:
@@ -348,9 +357,10 @@ def train_rounds(run: Run, ckpt: checkpoint.Checkpointer, writer: metrics_lib.Me
   t0 = time.time()
   last = run.last_round()
   for r in range(start, last if run.method.trains else start):
-    ids, inputs = run.round_inputs(r, personal_all)
-    state, out = run.round_fn(run.frozen_global, state, run.aux_global, key, inputs)
-    train_loss = float(out.loss)
+    with run.times("round"):
+      ids, inputs = run.round_inputs(r, personal_all)
+      state, out = run.round_fn(run.frozen_global, state, run.aux_global, key, inputs)
+      train_loss = float(out.loss)
     new_personal = jax.tree_util.tree_map(lambda x: mesh_lib.to_host(x)[:len(ids)],
                                           out.personal)
     finite.check_round(r + 1, train_loss, {"server": state, "personal": new_personal})
@@ -365,6 +375,7 @@ def train_rounds(run: Run, ckpt: checkpoint.Checkpointer, writer: metrics_lib.Me
       record["seconds_per_round"] = (time.time() - t0) / (done - start)
       writer.write(done, record)
       ckpt.save(done, {"server": state, "personal": personal_all})
+      run.times.report(f"round {done}")
   line = run.budget_line(last, start) if run.method.trains else None
   if line and jax.process_index() == 0:
     print(line, flush=True)
@@ -380,11 +391,13 @@ def train_and_evaluate(c: ml_collections.ConfigDict, workdir: str,
     defaults: the config file's own defaults (`get_config()`): keys that an older
       config.json in `workdir` lacks count as unchanged when `c` holds these values.
   """
+  baseline = memory_plan.resident_set_bytes()  # the interpreter and its libraries
   config_lib.validate(c)
   workdir_lib.check_writable(workdir)
   workdir_lib.check_same_config(c, workdir, defaults)
   checkpoint.check_not_all_damaged(workdir)
   run = Run(c, workdir)
+  run_plan.check(run, baseline)
   run_files.write_run_files(c, run.partition, run.source, workdir)
 
   zs = run.zero_shot_accuracy()
@@ -409,6 +422,7 @@ def train_and_evaluate(c: ml_collections.ConfigDict, workdir: str,
       final = not run.method.trains or run.last_round() == 0
       writer.write(0, dict(zs, **run.evaluate(state, personal_all, final),
                            **run.privacy_record(0)))
+    run.times.report("round 0" if start == 0 else f"resumed at round {start}")
     train_rounds(run, ckpt, writer, zs, state, personal_all, start)
   except finite.DivergenceError as e:
     latest = ckpt.latest_round()

@@ -26,6 +26,8 @@ RESUMABLE_KEYS = {
                   "optim.schedule='constant' (the cosine schedule is laid over fed.rounds)",
     "eval.every": "the evaluation and checkpoint cadence",
     "eval.batch_size": "the evaluation batch (memory)",
+    "adv.eval_batch_size": "the attack batch of robust evaluation (memory)",
+    "memory_budget_gb": "the memory the plan may use (checked before work)",
     "eval.check_zero_shot": "the zero-shot sanity check before training",
     "adv.eval_rounds": "at which evaluations the robust evaluation runs",
     "fed.chunk": "clients vmapped at once (speed and memory)",

@@ -104,6 +104,7 @@ class Arena:
         ("fed.clients_per_round", self.rng.randint(5, 50), "must be <= fed.num_clients=4"),
         ("adv.eval_examples", 0, "must be an integer >= 1"),
         ("fed.server_lr", 0.0, "must be a number > 0"),
+        ("memory_budget_gb", self.rng.choice(["0", "-1.5"]), "must be a number > 0 (GB)"),
     ])
     return self.case([f"--config.{key}={value}"], fragment)
 
@@ -224,6 +225,14 @@ class Arena:
     return self.case([], "holds run outputs (metrics.jsonl or ckpt/) but no config.json",
                      workdir=workdir)
 
+  def memory_over_budget(self):
+    """A memory plan over memory_budget_gb: refused before work, on a fresh run or a resume
+    (the key may change on resume)."""
+    workdir = self.copy_run() if self.rng.random() < 0.5 else None
+    budget = self.rng.choice(["0.001", "0.002"])
+    return self.case([f"--config.memory_budget_gb={budget}"],
+                     ["memory plan ", f"exceeds memory_budget_gb={budget}"], workdir=workdir)
+
   def unprepared_tfds(self):
     data_dir = self.fresh()
     data_dir.mkdir()
@@ -234,4 +243,4 @@ class Arena:
 GENERATORS = ("value_out_of_range", "value_of_wrong_type", "arg_of_wrong_type", "unknown_key",
               "unknown_preset", "unknown_choice", "bad_attack_spec", "every_checkpoint_damaged",
               "damaged_clip", "bad_workdir", "missing_config_file", "bad_config_json",
-              "unprepared_tfds")
+              "memory_over_budget", "unprepared_tfds")
