@@ -65,15 +65,21 @@ class CompiledRound:
     return time.perf_counter() - start
 
 
-def section(k: int, steps: int, batch: int, classes: int, repeats: int, budget: float) -> dict:
-  """Prints the table and returns its figures."""
+def embedded_setup(classes: int):
+  """(model, frozen, mesh, chunk, ctx): the embedded tiny CLIP on one device, the backend's
+  default client chunk and a method context over the first `classes` shapes classes."""
   model, frozen, ckpt = load_clip("embedded")
   tokenizer = load_tokenizer(ckpt, model.config.text.max_position_embeddings)
   mesh = mesh_lib.make_mesh(jax.devices()[:1])
   frozen = jax.device_put(frozen, jax.devices()[0])
   chunk = train.default_chunk(jax.default_backend())
-  names = shapes.CLASS_NAMES[:classes]
-  ctx = base.Context(model, frozen, tokenizer, names)
+  ctx = base.Context(model, frozen, tokenizer, shapes.CLASS_NAMES[:classes])
+  return model, frozen, mesh, chunk, ctx
+
+
+def section(k: int, steps: int, batch: int, classes: int, repeats: int, budget: float) -> dict:
+  """Prints the table and returns its figures."""
+  model, frozen, mesh, chunk, ctx = embedded_setup(classes)
   size = model.config.vision.image_size
   rng = np.random.default_rng(0)
   labels = rng.integers(0, classes, (k, steps, batch)).astype(np.int32)

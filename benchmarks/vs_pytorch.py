@@ -61,13 +61,11 @@ import round_cost  # noqa: E402
 import torch_reference as ref  # noqa: E402
 from fedprompt_jax import config as config_lib  # noqa: E402
 from fedprompt_jax import feature_cache, train  # noqa: E402
-from fedprompt_jax.data import shapes  # noqa: E402
 from fedprompt_jax.fed import mesh as mesh_lib  # noqa: E402
 from fedprompt_jax.fed.client import ClientBatches  # noqa: E402
 from fedprompt_jax.fed.round import RoundInputs  # noqa: E402
-from fedprompt_jax.methods import base, make_method  # noqa: E402
-from fedprompt_jax.models.hf_loader import load_clip, resolve_checkpoint_dir  # noqa: E402
-from fedprompt_jax.models.tokenizer import load_tokenizer  # noqa: E402
+from fedprompt_jax.methods import make_method  # noqa: E402
+from fedprompt_jax.models.hf_loader import resolve_checkpoint_dir  # noqa: E402
 
 TARGETS = {"fedvpt": 1.3, "promptfl+cache": 3.0}  # PyTorch time / ours
 MOMENTUM = 0.9
@@ -96,12 +94,7 @@ class TorchRound:
 
 def build(args) -> tuple[dict, dict, float]:
   """(rounds by name, (ours, PyTorch) prompt leaf names by method, cache fill seconds)."""
-  model, frozen, ckpt = load_clip("embedded")
-  tokenizer = load_tokenizer(ckpt, model.config.text.max_position_embeddings)
-  mesh = mesh_lib.make_mesh(jax.devices()[:1])
-  frozen = jax.device_put(frozen, jax.devices()[0])
-  chunk = train.default_chunk(jax.default_backend())
-  ctx = base.Context(model, frozen, tokenizer, shapes.CLASS_NAMES[:args.classes])
+  model, frozen, mesh, chunk, ctx = round_cost.embedded_setup(args.classes)
   k, s, b, size = args.k, args.steps, args.batch, model.config.vision.image_size
   rng = np.random.default_rng(0)
   pixels = rng.integers(0, 256, (k, s, b, size, size, 3), np.uint8)
