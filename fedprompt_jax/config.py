@@ -18,6 +18,7 @@ from fedprompt_jax.assets import world
 
 PARTITIONS = ("iid", "dirichlet", "disjoint", "shards", "domains", "domain_dirichlet")
 SOURCES = ("shapes", "digits", "tfds")
+STORAGES = ("memory", "array_record")  # data.storage; tfds_source.STORAGES
 CLIENT_OPTIMIZERS = ("sgd", "adam")
 LR_SCHEDULES = ("constant", "cosine")
 WEIGHTINGS = ("examples", "uniform")
@@ -63,6 +64,11 @@ def default_config() -> ml_collections.ConfigDict:
   # image features computed once per split (feature_cache.py); off by itself under adversarial
   # training, with the reason in the log. False runs the frozen tower at every step.
   c.data.cache_frozen_features = True
+  # Where a tfds set's images live: "memory" decodes all of them into host memory at load;
+  # "array_record" leaves them in the ArrayRecord files and reads (decodes, resizes) only the
+  # rows each round or evaluation batch needs, for sets larger than host memory
+  # (data/stored_images.py). The same rows either way, so the same results.
+  c.data.storage = "memory"
 
   c.fed = ml_collections.ConfigDict()
   c.fed.num_clients = 20
@@ -295,6 +301,11 @@ def validate(c: ml_collections.ConfigDict) -> None:
     _fail("method.name", c.method.name, f"valid: {', '.join(sorted(REGISTRY))}")
   if c.data.source not in SOURCES:
     _fail("data.source", c.data.source, f"valid: {', '.join(SOURCES)}")
+  if c.data.storage not in STORAGES:
+    _fail("data.storage", c.data.storage, f"valid: {', '.join(STORAGES)}")
+  if c.data.storage != "memory" and c.data.source != "tfds":
+    _fail("data.storage", c.data.storage, f"needs data.source='tfds' (data.source="
+          f"{c.data.source!r} is generated in memory)")
   if c.data.source == "tfds" and not (c.data.tfds_name and c.data.data_dir):
     _fail("data.tfds_name", c.data.tfds_name, "data.source='tfds' needs data.tfds_name and "
           "data.data_dir")

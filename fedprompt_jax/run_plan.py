@@ -134,10 +134,13 @@ def resident(run, state, personal_all: Tree, baseline: int | None) -> tuple[list
       ("prompt params + server state", plan_lib.tree_bytes(state) * d, per_device),
       ("method constants (aux)", aux, ""),
   ]
+  # Stored images (data.storage='array_record') have no nbytes: only their labels count.
   data = sum(plan_lib.tree_bytes((s.images, s.labels, s.domains))
              for s in (run.source.train, run.source.test))
+  what = ("labels; images read per batch" if run.c.data.storage != "memory"
+          else "uint8 images, labels")
   host = [("per-client state", plan_lib.tree_bytes((personal_all, run.clients))),
-          ("data (uint8 images, labels)", data)]
+          (f"data ({what})", data)]
   if baseline is not None:
     host.append(("interpreter, libraries (measured)", baseline))
   if on_cpu:

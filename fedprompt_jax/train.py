@@ -89,7 +89,8 @@ def load_data(c: ml_collections.ConfigDict, image_size: int):
     kwargs = dict(name=c.data.tfds_name, data_dir=os.path.expanduser(c.data.data_dir),
                   max_examples=c.data.max_examples, train_split=c.data.tfds_train_split,
                   test_split=c.data.tfds_test_split,
-                  domain_configs=tuple(c.data.tfds_domain_configs) or None)
+                  domain_configs=tuple(c.data.tfds_domain_configs) or None,
+                  storage=c.data.storage)
   src = load_source(c.data.source, image_size=image_size, **kwargs)
   return attributes_lib.with_attributes(src, c.data.attributes_file)
 

@@ -22,7 +22,7 @@ import ml_collections
 import numpy as np
 from flax import traverse_util
 
-from fedprompt_jax.data import shapes
+from fedprompt_jax.data import dataset, shapes
 from fedprompt_jax.data.dataset import DataSource, Split
 from fedprompt_jax.methods import base
 
@@ -116,8 +116,7 @@ def uniform_client(method: base.PromptMethod, num_classes: int) -> Tree:
 
 
 def subset(split: Split, rows: np.ndarray) -> Split:
-  return Split(split.images[rows], split.labels[rows],
-               None if split.domains is None else split.domains[rows])
+  return dataset.subset(split, rows)  # stored images stay stored
 
 
 def domain_rows(source: DataSource, examples: int) -> dict[str, np.ndarray]:

@@ -31,6 +31,8 @@ RESUMABLE_KEYS = {
     "eval.check_zero_shot": "the zero-shot sanity check before training",
     "adv.eval_rounds": "at which evaluations the robust evaluation runs",
     "fed.chunk": "clients vmapped at once (speed and memory)",
+    "data.storage": "where a tfds set's images are read from (memory or the ArrayRecord "
+                    "files: the same rows)",
     "clip.remat": "rematerialisation in the backward pass (memory)",
     "dp.target_epsilon": "the privacy budget: after which round the run stops (what each round "
                          "trains, and the epsilon it spends, are unchanged)",

@@ -13,24 +13,28 @@ import dataclasses
 
 import numpy as np
 
+from fedprompt_jax.data.stored_images import StoredImages
+
 
 @dataclasses.dataclass(frozen=True)
 class Split:
   """One split of a data set.
 
   Attributes:
-    images: [N, H, W, 3] uint8 RGB images.
+    images: [N, H, W, 3] uint8 RGB images: a numpy array, or `StoredImages` that reads
+      the rows it is indexed with from files (data.storage='array_record').
     labels: [N] int32 class indices.
     domains: [N] int32 domain indices, or None for single-domain data.
   """
 
-  images: np.ndarray
+  images: np.ndarray | StoredImages
   labels: np.ndarray
   domains: np.ndarray | None = None
 
   def __post_init__(self):
     images, labels, domains = self.images, self.labels, self.domains
-    if not isinstance(images, np.ndarray) or images.ndim != 4 or images.shape[-1] != 3:
+    if (not isinstance(images, (np.ndarray, StoredImages)) or images.ndim != 4
+        or images.shape[-1] != 3):
       raise ValueError(
           f"images must be a [N, H, W, 3] array, got shape {getattr(images, 'shape', None)}")
     if images.dtype != np.uint8:
@@ -119,13 +123,16 @@ def subset(split: Split, mask: np.ndarray) -> Split:
     mask: [N] bool mask, or [K] int indices into the split.
 
   Returns:
-    A new Split holding copies of the selected examples, in mask order.
+    A new Split holding copies of the selected examples, in mask order (stored images
+    stay stored: a view of the selected rows, nothing read).
   """
   mask = np.asarray(mask)
   if mask.dtype == bool and mask.shape != (len(split),):
     raise ValueError(f"bool mask must have shape ({len(split)},), got {mask.shape}")
   domains = None if split.domains is None else split.domains[mask]
-  return Split(images=split.images[mask], labels=split.labels[mask], domains=domains)
+  images = (split.images.select(mask) if isinstance(split.images, StoredImages)
+            else split.images[mask])
+  return Split(images=images, labels=split.labels[mask], domains=domains)
 
 
 

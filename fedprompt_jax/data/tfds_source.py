@@ -11,6 +11,15 @@ used, it does not work under `tfds.testing.mock_data`). Each image is centre
 cropped to a square and resized with PIL bicubic interpolation; grey images are
 repeated to 3 channels.
 
+With `storage="array_record"` nothing is decoded at load: the labels (and
+domains) are read with the image feature skipped (`tfds.decode.SkipDecoding`),
+and `Split.images` is a `stored_images.StoredImages` that reads, decodes, crops
+and resizes only the rows it is indexed with, one `source[i]` at a time (the
+batched `__getitems__` reads on a thread pool whose buffers grew resident memory
+towards the data set's size in a measurement; one at a time stays flat). The
+rows are the same bytes as the in-memory path's; host memory holds the labels
+and the batches in use, not the images.
+
 Domains come from one of two places:
 
   domain_key      a per-example feature holding the domain index, for sets that
@@ -34,7 +43,11 @@ import tensorflow_datasets as tfds
 
 from fedprompt_jax.data import class_names as class_names_lib
 from fedprompt_jax.data import dataset
+from fedprompt_jax.data import stored_images
 from fedprompt_jax.data import tiny_imagenet  # pylint: disable=unused-import  (registers it)
+
+
+STORAGES = ("memory", "array_record")
 
 
 def load_tfds(
@@ -51,8 +64,9 @@ def load_tfds(
     max_examples: int | None = None,
     class_names: Sequence[str] | None = None,
     domain_names: Sequence[str] | None = None,
+    storage: str = "memory",
 ) -> dataset.DataSource:
-  """Reads a prepared tfds data set into memory.
+  """Reads a prepared tfds data set into memory, or opens it for reading per batch.
 
   Args:
     name: tfds name, optionally with config and version ("cifar100",
@@ -71,9 +85,12 @@ def load_tfds(
       preparing, so this is a pseudo-random subset, not a stratified one.
     class_names: overrides the class names found for the label feature.
     domain_names: overrides the domain names found for the domains.
+    storage: "memory" decodes every image into a numpy array at load;
+      "array_record" keeps them in the files (`StoredImages`, read per batch).
 
   Returns:
-    A DataSource named "tfds:<name>" with [N, S, S, 3] uint8 images.
+    A DataSource named "tfds:<name>" with [N, S, S, 3] uint8 images (numpy, or
+    StoredImages).
 
   Raises:
     FileNotFoundError: the data set is not prepared in data_dir.
@@ -81,6 +98,8 @@ def load_tfds(
   """
   if domain_key is not None and domain_configs is not None:
     raise ValueError("pass at most one of domain_key and domain_configs")
+  if storage not in STORAGES:
+    raise ValueError(f"storage={storage!r} is invalid; valid: {', '.join(STORAGES)}")
   variants = [name] if domain_configs is None else [f"{name}/{c}" for c in domain_configs]
   splits: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]] = {
       "train": [], "test": []}
@@ -89,8 +108,13 @@ def load_tfds(
     for key, split in (("train", train_split), ("test", test_split)):
       data = _open(variant, split, data_dir)
       infos.append(data.dataset_info)
-      images, labels, domains = _read(data, image_size, image_key, label_key, domain_key,
-                                      max_examples)
+      if storage == "memory":
+        images, labels, domains = _read(data, image_size, image_key, label_key, domain_key,
+                                        max_examples)
+      else:
+        images, labels, domains = _read_stored(
+            data, _open(variant, split, data_dir, skip=image_key), image_size, image_key,
+            label_key, domain_key, max_examples)
       if domain_configs is not None:
         domains = np.full(len(labels), d, np.int32)
       splits[key].append((images, labels, domains))
@@ -120,12 +144,15 @@ def load_tfds(
       name=f"tfds:{name}", class_names=names, train=train, test=test, domain_names=domains_out)
 
 
-def _open(name: str, split: str, data_dir: str | os.PathLike[str]) -> Any:
-  """Opens one split as a random-access tfds data source, never downloading."""
+def _open(name: str, split: str, data_dir: str | os.PathLike[str], skip: str | None = None) -> Any:
+  """Opens one split as a random-access tfds data source, never downloading; the feature
+  `skip` (if given) comes out undecoded (its stored bytes)."""
   level = absl_logging.get_verbosity()
   absl_logging.set_verbosity(absl_logging.ERROR)  # tfds warns about each folder it probes
+  decoders = None if skip is None else {skip: tfds.decode.SkipDecoding()}
   try:
-    return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+    return tfds.data_source(name, split=split, data_dir=data_dir, download=False,
+                            decoders=decoders)
   except (tfds.core.DatasetNotFoundError, NotImplementedError, FileNotFoundError):
     # NotImplementedError: tfds found no ArrayRecord files to read.
     builder = name.split(":")[0]
@@ -156,6 +183,24 @@ def _read(
   return images, labels, domains
 
 
+def _read_stored(
+    data: Any, labels_only: Any, image_size: int, image_key: str, label_key: str,
+    domain_key: str | None, max_examples: int | None,
+) -> tuple[stored_images.StoredImages, np.ndarray, np.ndarray | None]:
+  """[N, S, S, 3] StoredImages over `data`, and [N] labels and [N] domains (or None) read
+  from `labels_only` (the same split with its image feature undecoded)."""
+  n = len(data) if max_examples is None else min(len(data), max_examples)
+  labels = np.empty(n, np.int32)
+  domains = None if domain_key is None else np.empty(n, np.int32)
+  for i in range(n):
+    example = labels_only[i]
+    labels[i] = int(example[label_key])
+    if domains is not None:
+      domains[i] = int(example[domain_key])
+  read = lambda i: square_resize(np.asarray(data[i][image_key]), image_size)
+  return stored_images.StoredImages([(read, n)], (image_size, image_size, 3)), labels, domains
+
+
 def square_resize(image: np.ndarray, size: int) -> np.ndarray:
   """Centre-crops an [H, W(, 1|3|4)] uint8 image to a square and resizes it.
 
@@ -178,10 +223,11 @@ def square_resize(image: np.ndarray, size: int) -> np.ndarray:
   return np.asarray(Image.fromarray(crop).resize((size, size), Image.BICUBIC))
 
 
-def _concat(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]) -> dataset.Split:
+def _concat(parts: list[tuple[Any, np.ndarray, np.ndarray | None]]) -> dataset.Split:
   images, labels, domains = zip(*parts)
+  stored = isinstance(images[0], stored_images.StoredImages)
   return dataset.Split(
-      images=np.concatenate(images),
+      images=stored_images.concat(images) if stored else np.concatenate(images),
       labels=np.concatenate(labels),
       domains=None if domains[0] is None else np.concatenate(domains),
   )
