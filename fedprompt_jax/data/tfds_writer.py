@@ -36,7 +36,7 @@ Examples = dict[str, tuple[int, Callable[[int], tuple[np.ndarray, int, int | Non
 
 def write(data_dir: str | os.PathLike[str], name: str, class_names: Sequence[str],
           splits: Examples, image_size: int, *, domain_names: Sequence[str] | None = None,
-          encoding: str = "raw") -> str:
+          encoding: str = "raw", config: str | None = None) -> str:
   """Writes `splits` as tfds set `name` (version 1.0.0) under `data_dir`; returns its directory.
 
   Args:
@@ -48,6 +48,8 @@ def write(data_dir: str | os.PathLike[str], name: str, class_names: Sequence[str
     image_size: S.
     domain_names: D domain names when examples carry a domain, else None.
     encoding: "raw" or "png" (see the module docstring).
+    config: a builder config name: the set is then read as "name/config" (one
+      config per domain, as `load_tfds(domain_configs=...)` reads DomainNet).
   """
   if encoding not in ENCODINGS:
     raise ValueError(f"encoding={encoding!r} is invalid; valid: {', '.join(ENCODINGS)}")
@@ -79,6 +81,7 @@ def write(data_dir: str | os.PathLike[str], name: str, class_names: Sequence[str
 
     name = builder_name
     VERSION = tfds.core.Version("1.0.0")
+    BUILDER_CONFIGS = [] if config is None else [tfds.core.BuilderConfig(name=config)]
 
     @tfds.core.utils.classproperty
     @classmethod
@@ -100,13 +103,13 @@ def write(data_dir: str | os.PathLike[str], name: str, class_names: Sequence[str
       for i in range(count):
         yield i, record(*example(i))
 
-  builder = _Writer(data_dir=os.fspath(data_dir), file_format="array_record")
+  builder = _Writer(data_dir=os.fspath(data_dir), file_format="array_record", config=config)
   builder.download_and_prepare()
   return os.fspath(builder.data_dir)
 
 
 def write_source(src: dataset.DataSource, data_dir: str | os.PathLike[str], name: str, *,
-                 encoding: str = "raw") -> str:
+                 encoding: str = "raw", config: str | None = None) -> str:
   """Writes an in-memory DataSource's train and test splits (numpy images) as tfds set `name`."""
   splits = {}
   for split_name in ("train", "test"):
@@ -115,4 +118,4 @@ def write_source(src: dataset.DataSource, data_dir: str | os.PathLike[str], name
     splits[split_name] = (len(split), lambda i, s=split, d=domains: (
         s.images[i], int(s.labels[i]), None if d is None else int(d[i])))
   return write(data_dir, name, src.class_names, splits, src.train.images.shape[1],
-               domain_names=src.domain_names, encoding=encoding)
+               domain_names=src.domain_names, encoding=encoding, config=config)
