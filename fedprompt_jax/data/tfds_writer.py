@@ -119,3 +119,18 @@ def write_source(src: dataset.DataSource, data_dir: str | os.PathLike[str], name
         s.images[i], int(s.labels[i]), None if d is None else int(d[i])))
   return write(data_dir, name, src.class_names, splits, src.train.images.shape[1],
                domain_names=src.domain_names, encoding=encoding, config=config)
+
+
+def noise_split(count: int, image_size: int, num_classes: int, seed: int):
+  """(count, example) of a generated split, made one example at a time (nothing held):
+  example i is uniform noise around a colour of its class (label i % num_classes), seeded
+  by (seed, i). For sets of any size: larger than memory, or to time reads."""
+  colours = np.random.default_rng(seed).integers(40, 216, (num_classes, 3))
+
+  def example(i: int):
+    rng = np.random.default_rng((seed, i))
+    label = i % num_classes
+    noise = rng.integers(-40, 41, (image_size, image_size, 3))
+    return (colours[label] + noise).astype(np.uint8), label, None
+
+  return count, example
