@@ -147,3 +147,21 @@ def test_bad_storage_gives_one_line(tmp_path, values, message):
   with pytest.raises(config_lib.ConfigError, match=message):
     train.train_and_evaluate(run_config(str(tmp_path), "memory", **values), str(tmp_path / "w"))
   assert not (tmp_path / "w").exists()
+
+
+def test_storage_may_change_on_resume():
+  """Both storages read the same rows, so a run may resume with the other one; older
+  config.json files without the key resume as 'memory'."""
+  from fedprompt_jax import workdir as workdir_lib  # pylint: disable=import-outside-toplevel
+  c = config_lib.default_config()
+  assert c.data.storage == "memory"
+  old = workdir_lib.config_values(c)
+  c.data.storage = "array_record"
+  new = workdir_lib.config_values(c)
+  assert workdir_lib.changed_keys(old, new, old) == []
+  del old["data.storage"]
+  assert workdir_lib.changed_keys(old, workdir_lib.config_values(config_lib.default_config()),
+                                  workdir_lib.config_values(config_lib.default_config())) == []
+  c.data.tfds_name = "other"
+  assert workdir_lib.changed_keys(new, workdir_lib.config_values(c), new) == [
+      'data.tfds_name "" -> "other"']
