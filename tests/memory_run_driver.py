@@ -4,8 +4,9 @@
 
 CONFIG_JSON maps dotted config keys to values, applied over config.default_config().
 Prints one JSON line: {"baseline": RSS bytes after the imports (before the run loads
-anything), "peak": the process's peak RSS (VmHWM) after the run, "seconds_per_round":
-the mean round time of the rounds after the first, "records": the metrics records}.
+anything), "peak": the process's peak RSS (VmHWM) after the run, "records": the metrics
+records, "round_inputs_seconds": each call's time building a round's host batches (the
+first from the memory plan), "total_seconds": the whole run}.
 """
 
 import json
