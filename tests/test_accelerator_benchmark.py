@@ -1,0 +1,97 @@
+"""benchmarks/accelerator.py cannot rot: its reduced CPU run gives every figure, and OOM is a row."""
+
+import csv
+import json
+import math
+import os
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+
+import accelerator  # noqa: E402  pylint: disable=wrong-import-position
+
+SMOKE = ["--model=tiny", "--reduced", "--clients=2", "--chunks=1", "--dtypes=float32",
+         "--remat=off"]
+FIGURES = ("round_s", "rounds_s", "loop_s", "loop_ratio", "model_tflop", "tflops", "of_peak",
+           "of_matmul", "mem_gb", "compile_s")
+
+
+def test_reduced_run_gives_a_row_of_finite_positive_figures_per_method(tmp_path, capsys):
+  out = tmp_path / "out"
+  results = accelerator.run(SMOKE + ["--methods=fedvpt,pep", f"--out={out}"])
+  printed = capsys.readouterr().out
+  rows = results["rows"]
+  assert [(r["method"], r["k"], r["chunk"], r["dtype"], r["remat"]) for r in rows] == [
+      ("fedvpt", 2, 1, "float32", False), ("pep", 2, 1, "float32", False)]
+  for row in rows:
+    assert row["status"] == "ok", row
+    for name in FIGURES:
+      assert math.isfinite(row[name]) and row[name] > 0, (row["method"], name, row[name])
+    assert row["rounds_s"] == 1 / row["round_s"]
+    assert row.get("peak_gb") is None  # CPU: no memory_stats; the plan is mem_gb
+  # The model FLOPs are K x S x one client-step's count; PEP's step (a second, shared-prompt
+  # forward for its mixing feature) costs more than FedVPT's.
+  flops = results["step_flops"]
+  assert flops["pep"] > flops["fedvpt"] > 0
+  for row in rows:
+    assert math.isclose(row["model_tflop"], 2 * 1 * flops[row["method"]] / 1e12)
+  assert results["errors"] == 0 and "measured float32 1024^2 matmul" in results["peak_source"]
+  # The table on stdout, and the files.
+  assert "| method | K | chunk | dtype | remat | status | rounds/s |" in printed
+  assert "| fedvpt | 2 | 1 | float32 | off | ok |" in printed
+  assert "| pep | 2 | 1 | float32 | off | ok |" in printed
+  assert "round / client loop, best" in printed
+  with open(out / "results.csv") as f:
+    table = list(csv.DictReader(f))
+  assert [r["method"] for r in table] == ["fedvpt", "pep"]
+  assert float(table[1]["tflops"]) == rows[1]["tflops"]
+  assert json.loads((out / "results.json").read_text())["rows"][0]["status"] == "ok"
+  assert (out / "table.md").read_text().count("| ok |") == 2
+
+
+def test_a_configuration_over_the_memory_limit_is_an_oom_row_and_the_sweep_goes_on(capsys):
+  results = accelerator.run(["--model=tiny", "--reduced", "--methods=fedvpt", "--clients=2,4",
+                             "--chunks=vmap", "--dtypes=float32", "--remat=off",
+                             "--memory_limit_gb=1e-9"])
+  capsys.readouterr()
+  first, second = results["rows"]
+  # K=2: compiled, its memory analysis is over the limit, so it is not run.
+  assert first["status"].startswith("OOM (needs "), first
+  assert first["compile_s"] > 0 and "round_s" not in first
+  # K=4 (full vmap: 4 clients at once) is not even compiled: estimated from the 2-client chunk.
+  assert second["status"].startswith("OOM (est. ") and "from chunk 2" in second["status"]
+  assert "compile_s" not in second
+  assert results["errors"] == 0
+  assert "(no configuration ran)" in results["targets"][0]
+
+
+def test_star_and_full_grids():
+  a = accelerator.parse_args(["--clients=8,64,256", "--chunks=16,4,vmap", "--methods=fedvpt,pep"])
+  star = accelerator.configs(a)
+  assert star[:3] == [("fedvpt", k, 16, "bfloat16", False) for k in (8, 64, 256)]
+  assert ("fedvpt", 64, 4, "bfloat16", False) in star and ("fedvpt", 64, None, "bfloat16",
+                                                            False) in star
+  assert ("fedvpt", 64, 16, "float32", False) in star
+  assert ("fedvpt", 64, 16, "bfloat16", True) in star
+  assert ("pep", 64, 16, "bfloat16", False) in star
+  assert len(star) == len(set(star)) == 3 + 2 + 1 + 1 + 1
+  # K=8 with chunk 16 and full vmap are the same round: listed once in the full grid.
+  full = accelerator.configs(accelerator.parse_args(["--grid=full", "--clients=8",
+                                                    "--chunks=16,vmap", "--methods=fedvpt",
+                                                    "--dtypes=float32", "--remat=off"]))
+  assert full == [("fedvpt", 8, 16, "float32", False)]
+
+
+@pytest.mark.parametrize("flag, message", [
+    ("--methods=fedvpt,zeroshot", "--methods: 'zeroshot' is unknown; valid: fedvpt, pep"),
+    ("--dtypes=float16", "--dtypes: 'float16' is unknown; valid: float32, bfloat16"),
+    ("--remat=yes", "--remat: 'yes' is unknown; valid: off, on"),
+    ("--clients=8,x", "--clients and --chunks take integers"),
+    ("--chunks=0", "give positive integers")])
+def test_bad_flags_are_one_line_errors(flag, message, capsys):
+  with pytest.raises(SystemExit):
+    accelerator.parse_args([flag])
+  assert message in capsys.readouterr().err
