@@ -152,7 +152,8 @@ def client_batches(k: int, steps: int, batch: int, size: int, classes: int,
 def round_inputs(v: Variant, batches: ClientBatches, hist: np.ndarray, k: int, padded: int,
                  mesh) -> RoundInputs:
   """The round's inputs for K real clients padded to `padded` (weight 0, masks False)."""
-  pad = lambda x: np.concatenate([x, np.zeros((padded - k,) + x.shape[1:], x.dtype)])
+  pad = lambda x: x if padded == k else np.concatenate(
+      [x, np.zeros((padded - k,) + x.shape[1:], x.dtype)])
   real = np.arange(padded) < k
   b = ClientBatches(pad(batches.pixels), pad(batches.labels),
                     pad(batches.mask) & real[:, None, None])

@@ -14,11 +14,12 @@ sys.path.insert(0, os.path.join(REPO, "benchmarks"))
 import accelerator  # noqa: E402  pylint: disable=wrong-import-position
 
 SMOKE = ["--model=tiny", "--reduced", "--clients=2", "--chunks=1", "--dtypes=float32",
-         "--remat=off"]
+         "--remat=off", "--loop=all"]
 FIGURES = ("round_s", "rounds_s", "loop_s", "loop_ratio", "model_tflop", "tflops", "of_peak",
            "of_matmul", "mem_gb", "compile_s")
 
 
+@pytest.mark.slow  # 76 s on the loaded 2-core host (load average 13); about 25 s of CPU time
 def test_reduced_run_gives_a_row_of_finite_positive_figures_per_method(tmp_path, capsys):
   out = tmp_path / "out"
   results = accelerator.run(SMOKE + ["--methods=fedvpt,pep", f"--out={out}"])
@@ -27,7 +28,7 @@ def test_reduced_run_gives_a_row_of_finite_positive_figures_per_method(tmp_path,
   assert [(r["method"], r["k"], r["chunk"], r["dtype"], r["remat"]) for r in rows] == [
       ("fedvpt", 2, 1, "float32", False), ("pep", 2, 1, "float32", False)]
   for row in rows:
-    assert row["status"] == "ok", row
+    assert row["status"] == "ok" and "stage" not in row, row
     for name in FIGURES:
       assert math.isfinite(row[name]) and row[name] > 0, (row["method"], name, row[name])
     assert row["rounds_s"] == 1 / row["round_s"]
@@ -78,6 +79,7 @@ def test_star_and_full_grids():
   assert ("fedvpt", 64, 16, "bfloat16", True) in star
   assert ("pep", 64, 16, "bfloat16", False) in star
   assert len(star) == len(set(star)) == 3 + 2 + 1 + 1 + 1
+  assert star[-1] == ("fedvpt", 64, 16, "bfloat16", True)  # remat last: first cut by the budget
   # K=8 with chunk 16 and full vmap are the same round: listed once in the full grid.
   full = accelerator.configs(accelerator.parse_args(["--grid=full", "--clients=8",
                                                     "--chunks=16,vmap", "--methods=fedvpt",
@@ -90,8 +92,25 @@ def test_star_and_full_grids():
     ("--dtypes=float16", "--dtypes: 'float16' is unknown; valid: float32, bfloat16"),
     ("--remat=yes", "--remat: 'yes' is unknown; valid: off, on"),
     ("--clients=8,x", "--clients and --chunks take integers"),
-    ("--chunks=0", "give positive integers")])
+    ("--chunks=0", "give positive integers"),
+    ("--base_k=32", "--base_k=32 is not one of --clients=8,64,256")])
 def test_bad_flags_are_one_line_errors(flag, message, capsys):
   with pytest.raises(SystemExit):
     accelerator.parse_args([flag])
   assert message in capsys.readouterr().err
+
+
+def test_targets_judge_vitb16_against_a_device_peak_and_vmapped_chunks_only():
+  row = dict(method="fedvpt", k=64, chunk=16, dtype="bfloat16", remat=False, status="ok",
+             loop_ratio=6.0, of_peak=0.45)
+  loop, peak = accelerator.targets([row], "vitb16", peak_measured=False)
+  assert loop.endswith("6.00 (target >= 5) PASS") and peak.endswith("45.0% (target >= 40%) PASS")
+  low = dict(row, loop_ratio=2.0, of_peak=0.2)
+  assert [x.split()[-1] for x in accelerator.targets([low], "vitb16", False)] == ["MISS"] * 2
+  # A tiny model, a measured (not a device's) peak, or chunk 1: shown, not judged.
+  for rows, model, measured in (([row], "tiny", False), ([row], "vitb16", True),
+                                ([dict(row, chunk=1)], "vitb16", False)):
+    lines = accelerator.targets(rows, model, measured)
+    assert any("(information: " in x for x in lines), lines
+  assert accelerator.targets([dict(row, status="OOM")], "vitb16", False) == [
+      "  (no configuration ran)"]
