@@ -49,15 +49,16 @@ to stderr, and the exit status is 1. The table goes to stdout, and with --out to
 table.md, results.csv and results.json.
 
 Expected on an accelerator (issue 16): round >= 5x the client loop with vmapped chunks, and
->= 40% of bf16 peak for ViT-B/16; both printed as PASS/MISS under the table.
+>= 40% of bf16 peak for ViT-B/16; both printed as PASS/MISS under the table (accelerator_report.py)
+where they apply (a chunk > 1; ViT-B/16 against a device's peak), else as information.
+The parts: accelerator_setup.py (models, methods, inputs), accelerator_loop.py (the client
+loop, the step FLOPs), accelerator_report.py (table, targets, files).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import gc
-import json
 import os
 import statistics
 import sys
@@ -70,9 +71,9 @@ sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 
 import accelerator_loop as loop_lib  # noqa: E402
+import accelerator_report as report  # noqa: E402
 import accelerator_setup as setup  # noqa: E402
 from fedprompt_jax.fed import mesh as mesh_lib  # noqa: E402
 from fedprompt_jax.fed.round import make_round_fn  # noqa: E402
@@ -82,10 +83,6 @@ from fedprompt_jax.fed.round import make_round_fn  # noqa: E402
 PEAK_BF16_TFLOPS = (("H200", 989.0), ("H100", 989.0), ("A100", 312.0), ("TPU v6", 918.0),
                     ("TPU v5p", 459.0), ("TPU v5 lite", 197.0), ("TPU v5e", 197.0),
                     ("TPU v4", 275.0))
-TARGET_LOOP, TARGET_PEAK = 5.0, 0.40
-FIELDS = ("method", "k", "chunk", "dtype", "remat", "status", "round_s", "rounds_s", "loop_s",
-          "loop_ratio", "model_tflop", "tflops", "of_peak", "of_matmul", "mem_gb",
-          "peak_gb", "peak_rose", "compile_s")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -231,7 +228,7 @@ class Sweep:
     self.size = self.models.config.vision.image_size
     self.mesh = mesh_lib.make_mesh(jax.devices()[:1])
     self.limit = memory_limit(a.memory_limit_gb)
-    self._variants, self._loops, self._flops, self._host = {}, {}, {}, {}
+    self._variants, self._loops, self.step_flops_by_method, self._host = {}, {}, {}, {}
     self._loop_s: dict[tuple, float] = {}
     self._temp: dict[tuple, list[tuple[int, float]]] = {}  # (m, d, r) -> [(chunk, bytes)]
     self.peak_seen = 0
@@ -249,12 +246,12 @@ class Sweep:
 
   def step_flops(self, m) -> float:
     """XLA's FLOPs of one client's one local step (float32, remat off; lowered, not compiled)."""
-    if m not in self._flops:
+    if m not in self.step_flops_by_method:
       v = self.variant(m, "float32", False)
       batches, hist = setup.client_batches(1, 1, self.a.batch, self.size, self.a.classes)
       inputs = setup.round_inputs(v, batches, hist, 1, 1, self.mesh)
-      self._flops[m] = loop_lib.local_step_flops(self.models.frozen, v, inputs)
-    return self._flops[m]
+      self.step_flops_by_method[m] = loop_lib.local_step_flops(self.models.frozen, v, inputs)
+    return self.step_flops_by_method[m]
 
   def estimated_oom(self, key, chunk: int) -> str | None:
     known = [(c, b) for c, b in self._temp.get(key, []) if c < chunk]
@@ -359,57 +356,7 @@ class Sweep:
         last = time.perf_counter() - start
         gc.collect()
       self.rows.append(row)
-      print(format_row(row), flush=True)
-
-
-def fmt(x, spec: str) -> str:
-  return "-" if x is None else format(x, spec)
-
-
-def format_row(r: dict) -> str:
-  peak = r.get("peak_gb")
-  peak = "-" if peak is None else (f"{peak:.1f}" if r.get("peak_rose") else f"<={peak:.1f}")
-  chunk = r.get("chunk") or "vmap"
-  return (f"| {r['method']} | {r['k']} | {chunk} | {r['dtype']} | "
-          f"{'on' if r['remat'] else 'off'} | {r['status']} | {fmt(r.get('rounds_s'), '.3f')} | "
-          f"{fmt(r.get('tflops'), '.3g')} | {fmt(r.get('of_peak'), '.1%')} | "
-          f"{fmt(r.get('of_matmul'), '.1%')} | {fmt(r.get('mem_gb'), '.2f')} | {peak} | "
-          f"{fmt(r.get('loop_ratio'), '.2f')} | {fmt(r.get('compile_s'), '.1f')} |")
-
-
-HEADER = ("| method | K | chunk | dtype | remat | status | rounds/s | TFLOP/s | of peak | of mm "
-          "| mem GB | peak GB | loop / round | compile s |\n"
-          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-
-
-def targets(rows: list[dict], model: str, peak_measured: bool) -> list[str]:
-  """The issue's two expectations against the best row that measured each.
-
-  They are stated for an accelerator: vmapped chunks (chunk > 1) against the loop, and
-  ViT-B/16 against the device's bf16 peak. Elsewhere the best figure is shown as information.
-  """
-  ok = [r for r in rows if r["status"] == "ok"]
-  if not ok:
-    return ["  (no configuration ran)"]
-  verdict = lambda passed, applies, why: (("PASS" if passed else "MISS") if applies
-                                          else f"(information: {why})")
-  lines = []
-  looped = [r for r in ok if r.get("loop_ratio") is not None]
-  if looped:
-    best = max(looped, key=lambda r: r["loop_ratio"])
-    lines.append(f"  round / client loop, best ({best['method']}, K={best['k']}, chunk "
-                 f"{best['chunk']}, {best['dtype']}): {best['loop_ratio']:.2f} (target >= "
-                 f"{TARGET_LOOP:g}) " + verdict(best["loop_ratio"] >= TARGET_LOOP,
-                                               best["chunk"] > 1, "chunk 1 is no vmap"))
-  bf16 = [r for r in ok if r["dtype"] == "bfloat16"]
-  if bf16:
-    best = max(bf16, key=lambda r: r["of_peak"])
-    lines.append(f"  bf16 FLOP/s of peak, best ({best['method']}, K={best['k']}, chunk "
-                 f"{best['chunk']}, model {model}): {best['of_peak']:.1%} (target >= "
-                 f"{TARGET_PEAK:.0%}) " + verdict(
-                     best["of_peak"] >= TARGET_PEAK, model == "vitb16" and not peak_measured,
-                     "the target is ViT-B/16's, against a device's bf16 peak"))
-  return lines or ["  (no row measured a targeted figure)"]
+      print(report.format_row(row), flush=True)
 
 
 def run(argv=None) -> dict:
@@ -420,30 +367,22 @@ def run(argv=None) -> dict:
   dev = jax.devices()[0]
   print(f"device {dev.device_kind} ({jax.default_backend()}), model {a.model} (random weights,"
         f" {a.classes} classes), S={a.steps}, B={a.batch}, grid {a.grid}, "
-        f"set-up {time.perf_counter() - start:.1f} s\n{HEADER}", flush=True)
+        f"set-up {time.perf_counter() - start:.1f} s\n{report.HEADER}", flush=True)
   sweep.sweep()
   head = (f"peak {sweep.peak / 1e12:.1f} TFLOP/s ({sweep.peak_source}); measured matmul "
           + ", ".join(f"{d} {v / 1e12:.3g} TFLOP/s" for d, v in sweep.matmul.items())
-          + f"; model FLOPs/client-step (XLA): "
-          + ", ".join(f"{m} {f / 1e9:.3g} GFLOP" for m, f in sweep._flops.items()))
-  lines = targets(sweep.rows, a.model, sweep.peak_measured)
-  table = "\n".join([HEADER] + [format_row(r) for r in sweep.rows])
+          + "; model FLOPs/client-step (XLA): "
+          + ", ".join(f"{m} {f / 1e9:.3g} GFLOP" for m, f in sweep.step_flops_by_method.items()))
+  lines = report.targets(sweep.rows, a.model, sweep.peak_measured)
+  table = report.table(sweep.rows)
   print(f"\n{head}\n\n{table}\n\nTARGETS\n" + "\n".join(lines))
   print(f"total {time.perf_counter() - start:.0f} s")
   results = dict(device=dev.device_kind, backend=jax.default_backend(), header=head,
                  args=vars(a), matmul_flops=sweep.matmul, peak_flops=sweep.peak,
-                 peak_source=sweep.peak_source, step_flops=sweep._flops, rows=sweep.rows,
-                 targets=lines, errors=sweep.errors)
+                 peak_source=sweep.peak_source, step_flops=sweep.step_flops_by_method,
+                 rows=sweep.rows, targets=lines, errors=sweep.errors)
   if a.out:
-    os.makedirs(a.out, exist_ok=True)
-    with open(os.path.join(a.out, "results.csv"), "w", newline="") as f:
-      w = csv.DictWriter(f, fieldnames=FIELDS)
-      w.writeheader()
-      w.writerows({k: r.get(k) for k in FIELDS} for r in sweep.rows)
-    with open(os.path.join(a.out, "results.json"), "w") as f:
-      json.dump(results, f, indent=1, default=str)
-    with open(os.path.join(a.out, "table.md"), "w") as f:
-      f.write(f"{head}\n\n{table}\n\n" + "\n".join(lines) + "\n")
+    report.write(a.out, results, head, table, lines)
   return results
 
 

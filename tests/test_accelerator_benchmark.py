@@ -1,4 +1,4 @@
-"""benchmarks/accelerator.py cannot rot: its reduced CPU run gives every figure, and OOM is a row."""
+"""benchmarks/accelerator.py cannot rot: its reduced CPU run gives every figure; OOM is a row."""
 
 import csv
 import json
@@ -12,6 +12,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "benchmarks"))
 
 import accelerator  # noqa: E402  pylint: disable=wrong-import-position
+import accelerator_report  # noqa: E402  pylint: disable=wrong-import-position
 
 SMOKE = ["--model=tiny", "--reduced", "--clients=2", "--chunks=1", "--dtypes=float32",
          "--remat=off", "--loop=all"]
@@ -19,7 +20,7 @@ FIGURES = ("round_s", "rounds_s", "loop_s", "loop_ratio", "model_tflop", "tflops
            "of_matmul", "mem_gb", "compile_s")
 
 
-@pytest.mark.slow  # 76 s on the loaded 2-core host (load average 13); about 25 s of CPU time
+@pytest.mark.slow  # 43-76 s on the loaded 2-core host (load average 8-13); about 25 s of CPU time
 def test_reduced_run_gives_a_row_of_finite_positive_figures_per_method(tmp_path, capsys):
   out = tmp_path / "out"
   results = accelerator.run(SMOKE + ["--methods=fedvpt,pep", f"--out={out}"])
@@ -103,14 +104,35 @@ def test_bad_flags_are_one_line_errors(flag, message, capsys):
 def test_targets_judge_vitb16_against_a_device_peak_and_vmapped_chunks_only():
   row = dict(method="fedvpt", k=64, chunk=16, dtype="bfloat16", remat=False, status="ok",
              loop_ratio=6.0, of_peak=0.45)
-  loop, peak = accelerator.targets([row], "vitb16", peak_measured=False)
+  loop, peak = accelerator_report.targets([row], "vitb16", peak_measured=False)
   assert loop.endswith("6.00 (target >= 5) PASS") and peak.endswith("45.0% (target >= 40%) PASS")
   low = dict(row, loop_ratio=2.0, of_peak=0.2)
-  assert [x.split()[-1] for x in accelerator.targets([low], "vitb16", False)] == ["MISS"] * 2
+  assert [x.split()[-1] for x in accelerator_report.targets([low], "vitb16", False)] == ["MISS"] * 2
   # A tiny model, a measured (not a device's) peak, or chunk 1: shown, not judged.
   for rows, model, measured in (([row], "tiny", False), ([row], "vitb16", True),
                                 ([dict(row, chunk=1)], "vitb16", False)):
-    lines = accelerator.targets(rows, model, measured)
+    lines = accelerator_report.targets(rows, model, measured)
     assert any("(information: " in x for x in lines), lines
-  assert accelerator.targets([dict(row, status="OOM")], "vitb16", False) == [
+  assert accelerator_report.targets([dict(row, status="OOM")], "vitb16", False) == [
       "  (no configuration ran)"]
+
+
+def test_a_failure_is_a_row_oom_or_error_and_the_time_budget_stops_the_sweep(monkeypatch,
+                                                                             capsys):
+  def failing_run(self, row, m, k, chunk, d, r):
+    del self, k, chunk, d, r
+    row["stage"], row["compile_s"] = "round", 1.5
+    if m == "fedvpt":
+      raise RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 9 GB")
+    raise ValueError("something else broke")
+  monkeypatch.setattr(accelerator.Sweep, "run", failing_run)
+  argv = SMOKE + ["--methods=fedvpt,pep"]
+  results = accelerator.run(argv)
+  oom, error = results["rows"]
+  assert oom["status"] == "OOM (round)" and oom["compile_s"] == 1.5 and "stage" not in oom
+  assert error["status"] == "error (round): something else broke"
+  assert results["errors"] == 1 and accelerator.main(argv) == 1
+  assert "ValueError: something else broke" in capsys.readouterr().err
+  # No configuration starts once the sweep's time budget is spent.
+  rows = accelerator.run(SMOKE + ["--methods=fedvpt,pep", "--time_budget=0"])["rows"]
+  assert [r["status"] for r in rows] == ["not run (time budget 0 s)"] * 2
