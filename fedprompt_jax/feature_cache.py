@@ -11,8 +11,9 @@ zero-shot heads).
 The cache is for clean training and clean evaluation only. It is off, with the reason
 in one log line (`decide`), where the images a step trains on are not the split's:
 adversarial training (its loss attacks the images; `adversarial(...)` also drops the
-declaration) and training augmentation (`data.augment`: each step draws new crops). Robust evaluation always attacks images through the whole model (train.Run.method),
-so no gradient on the input path is ever cut.
+declaration) and training augmentation (`data.augment`: each step draws new crops). Robust
+evaluation always attacks images through the whole model (train.Run.method), so no
+gradient on the input path is ever cut.
 
 Cached and uncached runs compute the same features with the same operations, once in
 batches of `eval.batch_size` and once inside the round at the round's batch; XLA may pick

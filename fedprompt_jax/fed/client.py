@@ -18,7 +18,7 @@ Tree = Any
 
 
 class ClientBatches(NamedTuple):
-  pixels: jax.Array  # [S, B, h, w, 3] uint8 as stored, or [S, B, F] float32 features (feature_cache.py)
+  pixels: jax.Array  # [S, B, h, w, 3] uint8 as stored, or [S, B, F] float32 cached features
   labels: jax.Array  # [S, B] int32
   mask: jax.Array    # [S, B] bool; False for padding examples
 
