@@ -141,3 +141,16 @@ def test_defaults_keep_todays_behaviour():
   assert (c.data.storage_size, c.data.augment, tuple(c.data.crop_scale)) == (None, "none",
                                                                             (0.08, 1.0))
   config_lib.validate(c)
+
+
+def test_the_keys_change_what_is_trained_so_a_workdir_cannot_resume_with_others():
+  from fedprompt_jax import workdir  # pylint: disable=import-outside-toplevel
+  default = workdir.config_values(config_lib.default_config())
+  new_keys = ("data.storage_size", "data.augment", "data.crop_scale")
+  older = {k: v for k, v in default.items() if k not in new_keys}  # a config.json from before
+  assert workdir.changed_keys(older, default, default) == []
+  c = config_lib.default_config()
+  c.data.storage_size, c.data.augment, c.data.crop_scale = 48, "crop_flip", (0.5, 1.0)
+  assert workdir.changed_keys(default, workdir.config_values(c), default) == [
+      'data.augment "none" -> "crop_flip"', "data.crop_scale [0.08, 1.0] -> [0.5, 1.0]",
+      "data.storage_size null -> 48"]
