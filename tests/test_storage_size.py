@@ -78,21 +78,23 @@ def test_round_augments_per_client_and_reproducibly(stored):
 
 
 def test_each_local_step_draws_new_crops(stored):
-  """With lr 0 every step sees the same params: step 1's loss differs from step 0's exactly
-  when its crops do. Step 0's key is the same whatever the number of steps."""
+  """With lr 0 every step sees the same params, and a masked step adds no loss: step 1's loss
+  differs from step 0's exactly when its crops do, and step 0's crops do not depend on the
+  number of steps (threefry keys are partitionable: split(k, S)[i] is the same for any S)."""
   update = jax.jit(make_local_update(corner_method(), optax.sgd(0.0),
                                      Preprocess(MODEL_SIDE, "crop_flip")))
   plain = jax.jit(make_local_update(corner_method(), optax.sgd(0.0), Preprocess(MODEL_SIDE)))
   batch = jnp.asarray(stored.images[:4])
 
-  def loss_sum(fn, steps):
-    b = ClientBatches(jnp.stack([batch] * steps), jnp.zeros((steps, 4), jnp.int32),
-                      jnp.ones((steps, 4), bool))
+  def loss_of(fn, steps, valid_step):
+    mask = jnp.zeros((steps, 4), bool).at[valid_step].set(True)
+    b = ClientBatches(jnp.stack([batch] * steps), jnp.zeros((steps, 4), jnp.int32), mask)
     return float(fn({}, {"b": jnp.zeros(())}, {}, {}, {}, {}, b, jax.random.key(3)).loss_sum)
 
-  first, both = loss_sum(update, 1), loss_sum(update, 2)
-  assert abs((both - first) - first) > 1e-4 * first
-  assert loss_sum(plain, 2) == 2 * loss_sum(plain, 1)
+  first = loss_of(update, 1, 0)
+  assert loss_of(update, 2, 0) == loss_of(update, 3, 0) == first
+  assert abs(loss_of(update, 2, 1) - first) > 1e-4 * first
+  assert loss_of(plain, 2, 1) == loss_of(plain, 1, 0)
 
 
 @pytest.fixture(scope="module")

@@ -38,7 +38,8 @@ def make_local_update(method: PromptMethod, client_tx: optax.GradientTransformat
   `preprocess` (data/transforms.py; None = images as stored, scaled to [0, 1]) turns each
   step's stored images into the model's input: `preprocess.train` with the first half of the
   step's key (the augmentation key: a function of the round key, the client id and the step
-  index only), and `preprocess` itself, never augmented, for the client statistics.
+  index only, since JAX's default partitionable threefry makes split(key, S)[i] the same for
+  any S), and `preprocess` itself, never augmented, for the client statistics.
 
   The client optimizer starts fresh each round. `lr_scale` (optional; a scalar, e.g.
   the round's value of a schedule over rounds) multiplies every update, which for SGD
