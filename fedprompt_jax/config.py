@@ -69,6 +69,15 @@ def default_config() -> ml_collections.ConfigDict:
   # rows each round or evaluation batch needs, for sets larger than host memory
   # (data/stored_images.py). The same rows either way, so the same results.
   c.data.storage = "memory"
+  # Images are held on the host (uint8) at storage_size x storage_size and resized to the
+  # model's side on device, inside the jitted round and evaluation (bicubic, antialiased when
+  # downsampling; data/transforms.py). None = the model's side (no resize).
+  c.data.storage_size = ml_collections.FieldReference(None, field_type=int)
+  # Training augmentation on device, per client and local step: "none" or "crop_flip" (random
+  # resized crop of area fraction in crop_scale, aspect 3/4..4/3, then a left-right flip with
+  # probability 1/2). Never in evaluation; turns the frozen-feature cache off.
+  c.data.augment = "none"
+  c.data.crop_scale = (0.08, 1.0)   # CoOp's (torchvision's default RandomResizedCrop scale)
 
   c.fed = ml_collections.ConfigDict()
   c.fed.num_clients = 20
@@ -354,6 +363,17 @@ def validate(c: ml_collections.ConfigDict) -> None:
     _check_range(c, key, 1, integer=True)
   if not isinstance(c.data.cache_frozen_features, bool):
     _fail("data.cache_frozen_features", c.data.cache_frozen_features, "valid: True, False")
+  size = c.data.storage_size
+  if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 1):
+    _fail("data.storage_size", size, "must be an integer >= 1 (pixels), or None for the "
+          "model's side")
+  from fedprompt_jax.data.transforms import AUGMENTS  # pylint: disable=g-import-not-at-top
+  if c.data.augment not in AUGMENTS:
+    _fail("data.augment", c.data.augment, f"valid: {', '.join(AUGMENTS)}")
+  scale = c.data.crop_scale
+  if not (isinstance(scale, (tuple, list)) and len(scale) == 2 and all(map(_is_number, scale))
+          and 0 < scale[0] <= scale[1] <= 1):
+    _fail("data.crop_scale", scale, "must be two numbers (low, high) with 0 < low <= high <= 1")
   if c.data.max_examples is not None and c.data.max_examples < 1:
     _fail("data.max_examples", c.data.max_examples, "must be >= 1, or None for all")
   if c.optim.schedule not in LR_SCHEDULES:

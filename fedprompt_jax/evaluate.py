@@ -15,19 +15,23 @@ import numpy as np
 
 from fedprompt_jax.attacks import sanity as sanity_lib
 from fedprompt_jax.data.dataset import Split
-from fedprompt_jax.methods.base import PromptMethod, as_model_input, merge_params
+from fedprompt_jax.data.transforms import Preprocess
+from fedprompt_jax.methods.base import PromptMethod, merge_params
 
 Tree = Any
 
 
-def make_predict(method: PromptMethod):
-  """predict(frozen, params, aux, extra, client, pixels uint8 [B, H, W, 3]) -> [B] int32, jitted.
+def make_predict(method: PromptMethod, preprocess: Preprocess | None = None):
+  """predict(frozen, params, aux, extra, client, pixels uint8 [B, h, w, 3]) -> [B] int32, jitted.
 
-  (Pixels, or [B, F] cached features for a method from feature_cache.on_features.)
+  (Pixels, or [B, F] cached features for a method from feature_cache.on_features.) Stored
+  images become the model's input through `preprocess` (resized, never augmented;
+  data/transforms.py); None = as stored.
   """
+  preprocess = Preprocess() if preprocess is None else preprocess
 
   def predict(frozen, params, aux, extra, client, pixels):
-    x = as_model_input(pixels)
+    x = preprocess(pixels)
     logits = method.logits(frozen, params, aux, extra, client, x, jax.random.key(0))
     return jnp.argmax(logits, axis=-1).astype(jnp.int32)
 
@@ -72,12 +76,14 @@ def accuracy_report(preds: np.ndarray, split: Split, domain_names, prefix: str) 
   return out
 
 
-def make_personalized_predict(method: PromptMethod):
-  """Per-client predictions: params/client constants [n, ...], pixels [n, T, H, W, 3] -> [n, T]."""
+def make_personalized_predict(method: PromptMethod, preprocess: Preprocess | None = None):
+  """Per-client predictions: params/client constants [n, ...], pixels [n, T, h, w, 3] -> [n, T]
+  (`preprocess` as in `make_predict`)."""
+  preprocess = Preprocess() if preprocess is None else preprocess
 
   def one(frozen, shared, personal, aux, extra, client, pixels):
     params = merge_params(shared, personal)
-    x = as_model_input(pixels)
+    x = preprocess(pixels)
     logits = method.logits(frozen, params, aux, extra, client, x, jax.random.key(0))
     return jnp.argmax(logits, axis=-1).astype(jnp.int32)
 
@@ -122,7 +128,7 @@ def client_summary(acc: np.ndarray, prefix: str = "pers_acc") -> dict:
 class Robust:
   """A jitted robust evaluation (from `make_robust`) and its attacks by result name.
 
-  Calling it: (frozen, params, aux, extra, client, pixels uint8 [B, H, W, 3], labels [B],
+  Calling it: (frozen, params, aux, extra, client, pixels uint8 [B, h, w, 3], labels [B],
   indices [B], key) -> (correct, ce): correct {"clean", <attack>..., "worst"}: [B] bool,
   ce {"clean", <attack>...}: [B] float32 cross-entropy at x and at each x_adv.
   """
@@ -133,16 +139,19 @@ class Robust:
     return self.fn(*args)
 
 
-def make_robust(method: PromptMethod, attacks) -> Robust:
+def make_robust(method: PromptMethod, attacks, preprocess: Preprocess | None = None) -> Robust:
   """The jitted robust evaluation of `method` under `attacks` (specs or `Attack`s). Per-example
   keys come from the examples' global indices, so results do not depend on the evaluation
-  batch size."""
+  batch size. The attacks perturb the model's input: the stored images after `preprocess`
+  (resized to the model's side, never augmented; None = as stored), so eps is in 1/255 units
+  of the model-resolution image."""
   from fedprompt_jax.attacks import example_keys, make_attack  # pylint: disable=g-import-not-at-top
   from fedprompt_jax.attacks.spec import result_names, robust_outcomes  # pylint: disable=g-import-not-at-top
   built = [make_attack(a) for a in attacks]
+  preprocess = Preprocess() if preprocess is None else preprocess
 
   def robust(frozen, params, aux, extra, client, pixels, labels, indices, key):
-    x = pixels.astype(jnp.float32) / 255.0
+    x = preprocess(pixels)
     logits_fn = lambda v: method.logits(frozen, params, aux, extra, client, v, key)
     return robust_outcomes(logits_fn, built, x, labels, example_keys(key, indices))
 

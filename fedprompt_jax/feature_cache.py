@@ -11,9 +11,9 @@ zero-shot heads).
 The cache is for clean training and clean evaluation only. It is off, with the reason
 in one log line (`decide`), where the images a step trains on are not the split's:
 adversarial training (its loss attacks the images; `adversarial(...)` also drops the
-declaration). Input-dependent augmentation would be another such case; the engine has
-none. Robust evaluation always attacks images through the whole model (train.Run.method),
-so no gradient on the input path is ever cut.
+declaration) and training augmentation (`data.augment`: each step draws new crops). Robust
+evaluation always attacks images through the whole model (train.Run.method), so no
+gradient on the input path is ever cut.
 
 Cached and uncached runs compute the same features with the same operations, once in
 batches of `eval.batch_size` and once inside the round at the round's batch; XLA may pick
@@ -34,7 +34,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from fedprompt_jax.methods.base import PromptMethod, as_model_input
+from fedprompt_jax.data.transforms import Preprocess
+from fedprompt_jax.methods.base import PromptMethod
 
 Tree = Any
 
@@ -43,7 +44,7 @@ def decide(c: ml_collections.ConfigDict, method: PromptMethod) -> tuple[bool, st
   """(use the cache, the log line saying so or why not; None for a method without a frozen path).
 
   Args:
-    c: the run's config (data.cache_frozen_features, adv.train).
+    c: the run's config (data.cache_frozen_features, adv.train, data.augment).
     method: the method as registered, before any wrapper.
   """
   if method.frozen_image is None:
@@ -55,6 +56,10 @@ def decide(c: ml_collections.ConfigDict, method: PromptMethod) -> tuple[bool, st
     return False, (f"frozen-feature cache off: adv.train={c.adv.train!r} trains on images the "
                    f"attack changes at every step, so {method.name}'s image features are not "
                    "those of the split")
+  if c.data.augment != "none":
+    return False, (f"frozen-feature cache off: data.augment={c.data.augment!r} trains on new "
+                   f"random crops and flips at every step, so {method.name}'s image features "
+                   "are not those of the split")
   return True, (f"frozen-feature cache on: {method.name}'s image features are computed once per "
                 "split for clean training and evaluation (robust evaluation attacks images)")
 
@@ -76,12 +81,17 @@ def on_features(method: PromptMethod) -> PromptMethod:
                              logits_from_features=None)
 
 
-def make_encoder(method: PromptMethod):
-  """encode(frozen, pixels uint8 [B, H, W, 3]) -> [B, F] float32, jitted (frozen an argument)."""
+def make_encoder(method: PromptMethod, preprocess: Preprocess | None = None):
+  """encode(frozen, pixels uint8 [B, h, w, 3]) -> [B, F] float32, jitted (frozen an argument).
+
+  Stored images become the model's input through `preprocess` (resized, never augmented;
+  data/transforms.py), as in the round and the evaluation; None = as stored.
+  """
   if method.frozen_image is None:
     raise ValueError(f"method {method.name!r} declares no frozen image path (frozen_image)")
+  preprocess = Preprocess() if preprocess is None else preprocess
   return jax.jit(lambda frozen, pixels: method.frozen_image(
-      frozen, as_model_input(pixels)).astype(jnp.float32))
+      frozen, preprocess(pixels)).astype(jnp.float32))
 
 
 def encode_images(encoder, frozen: Tree, images: np.ndarray, batch_size: int) -> np.ndarray:
@@ -106,8 +116,9 @@ def encode_images(encoder, frozen: Tree, images: np.ndarray, batch_size: int) ->
 class FeatureCache:
   """The frozen features of each split a run asks for, encoded on first use and kept."""
 
-  def __init__(self, method: PromptMethod, frozen: Tree, batch_size: int, verbose: bool = True):
-    self._encoder = make_encoder(method)
+  def __init__(self, method: PromptMethod, frozen: Tree, batch_size: int, verbose: bool = True,
+               preprocess: Preprocess | None = None):
+    self._encoder = make_encoder(method, preprocess)
     self._frozen, self._batch_size, self._verbose = frozen, batch_size, verbose
     self._memo: dict[int, tuple[Any, np.ndarray]] = {}  # id(split) -> (split, features)
 

@@ -36,6 +36,7 @@ from fedprompt_jax.data import partition as partition_lib
 from fedprompt_jax.data.dataset import split_base_novel
 from fedprompt_jax.data.federated import round_batches, round_local_steps
 from fedprompt_jax.data.source import load_source
+from fedprompt_jax.data.transforms import Preprocess
 from fedprompt_jax.fed import mesh as mesh_lib
 from fedprompt_jax.fed import sampling, server
 from fedprompt_jax.fed.client import ClientBatches
@@ -78,6 +79,9 @@ def round_lr_schedule(c: ml_collections.ConfigDict):
 
 
 def load_data(c: ml_collections.ConfigDict, image_size: int):
+  """The run's data source, its images at data.storage_size (None: `image_size`, the model's)."""
+  if c.data.storage_size is not None:
+    image_size = c.data.storage_size
   if c.data.source == "shapes":
     kwargs = dict(num_train_per_class_domain=c.data.train_per_class_domain,
                   num_test_per_class_domain=c.data.test_per_class_domain, seed=c.seed)
@@ -137,6 +141,9 @@ class Run:
     self.model, frozen, ckpt_dir = load_clip(c.clip.checkpoint, dtype=dtype, remat=c.clip.remat)
     self.tokenizer = load_tokenizer(ckpt_dir, self.model.config.text.max_position_embeddings)
     self.source = load_data(c, self.model.config.vision.image_size)
+    # Stored images -> the model's input, inside every jitted function that takes images.
+    self.preprocess = Preprocess(self.model.config.vision.image_size, c.data.augment,
+                                 tuple(c.data.crop_scale))
     self.novel = None
     if c.data.base_novel:
       self.source, self.novel = split_base_novel(self.source)
@@ -159,7 +166,7 @@ class Run:
     self.aux = self.method.prepare(ctx)
     self.zeroshot = make_method("zeroshot", self.model, c.method)
     self.zeroshot_aux = self.zeroshot.prepare(ctx)
-    self.predict_zeroshot = evaluate.make_predict(self.zeroshot)
+    self.predict_zeroshot = evaluate.make_predict(self.zeroshot, self.preprocess)
     if self.novel is not None:
       novel_ctx = base.Context(self.model, frozen, self.tokenizer, self.novel.class_names,
                                self.novel.attributes)
@@ -170,17 +177,19 @@ class Run:
     self.client_tx = client_optimizer(c)
     self.server_tx = server.make_server_optimizer(c.fed.server_optimizer, c.fed.server_lr)
     self.cache = (feature_cache.FeatureCache(method, frozen, c.eval.batch_size,
-                                             verbose=jax.process_index() == 0)
+                                             verbose=jax.process_index() == 0,
+                                             preprocess=self.preprocess)
                   if use_cache else None)
     self.round_fn = make_round_fn(self.train_method, self.client_tx, self.server_tx, self.mesh,
                                   chunk=self.chunk, lr_schedule=round_lr_schedule(c),
-                                  dp=dp_settings.spec(c))
+                                  dp=dp_settings.spec(c), preprocess=self.preprocess)
     self.accountant = dp_settings.accountant(c)
-    self.predict = evaluate.make_predict(self.method)  # on images (transfer to other data)
-    self.clean_predict = evaluate.make_predict(self.train_method)  # with `inputs_of`
-    self.predict_clients = evaluate.make_personalized_predict(self.train_method)
-    self.robust = evaluate.make_robust(self.method, [make_attack(a) for a in c.adv.eval])
-    self.sanity_robust = (evaluate.make_robust(self.method, [make_attack(c.adv.sanity_attack)])
+    pre = self.preprocess
+    self.predict = evaluate.make_predict(self.method, pre)  # on images (transfer to other data)
+    self.clean_predict = evaluate.make_predict(self.train_method, pre)  # with `inputs_of`
+    self.predict_clients = evaluate.make_personalized_predict(self.train_method, pre)
+    self.robust = self.make_robust([make_attack(a) for a in c.adv.eval])
+    self.sanity_robust = (self.make_robust([make_attack(c.adv.sanity_attack)])
                           if c.adv.sanity_attack else None)
     hist = self.partition.label_histograms(self.source.train.labels).astype(np.float32)
     self.clients = jax.tree_util.tree_map(
@@ -188,6 +197,10 @@ class Run:
     uniform = jnp.full((self.source.num_classes,), 1.0, jnp.float32)
     self.global_client = self.method.init_client(uniform)
     self.times = phase_times.PhaseTimes()
+
+  def make_robust(self, attacks) -> evaluate.Robust:
+    """The robust evaluation of the run's method under `attacks`, on its stored images."""
+    return evaluate.make_robust(self.method, attacks, self.preprocess)
 
   def inputs_of(self, split, name: str) -> np.ndarray | None:
     """[N, F] cached frozen features of `split` for `train_method`, or None: its images."""

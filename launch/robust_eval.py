@@ -31,7 +31,7 @@ _WORKDIR = _ATTACKS = _EXAMPLES = _BATCH = None  # absl flag holders, set by _de
 def evaluate_workdir(workdir: str, attacks: list[str], examples: int, batch_size: int) -> dict:
   """{"round": R, "examples": N, "robust_acc/<name>": accuracy, ..., "robust_sanity/...": ...}
   of the latest checkpoint."""
-  from fedprompt_jax import checkpoint, evaluate  # pylint: disable=import-outside-toplevel
+  from fedprompt_jax import checkpoint  # pylint: disable=import-outside-toplevel
   from fedprompt_jax import config as config_lib  # pylint: disable=import-outside-toplevel
   from fedprompt_jax import train  # pylint: disable=import-outside-toplevel
   from fedprompt_jax.attacks import make_attack  # pylint: disable=import-outside-toplevel
@@ -62,7 +62,7 @@ def evaluate_workdir(workdir: str, attacks: list[str], examples: int, batch_size
   latest, state, personal_all = restored
   state = mesh_lib.local_copy(state)
   n = examples or len(run.source.test)
-  report = run.robust_report(evaluate.make_robust(run.method, parsed),
+  report = run.robust_report(run.make_robust(parsed),
                              run.global_params(state, personal_all), state.extra, n,
                              batch_size or c.adv.eval_batch_size)
   return {"round": int(latest), "examples": min(n, len(run.source.test)), **report}

@@ -119,8 +119,7 @@ def evaluate_transfer(workdir: str, data: str, domains=(), attacks=(), examples:
   out["attacks"] = specs
   if not specs:
     return out
-  robust = evaluate.make_robust(run.method, parsed if attacks else
-                                [make_attack(a) for a in c.adv.eval])
+  robust = run.make_robust(parsed if attacks else [make_attack(a) for a in c.adv.eval])
   out.update(transfer.robust_by_domain(robust, *args, target, examples or c.adv.eval_examples,
                                        batch_size or c.adv.eval_batch_size,
                                        jax.random.key(c.seed + 1)))

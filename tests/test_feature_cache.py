@@ -84,6 +84,8 @@ def test_cached_run_equals_uncached_run(tmp_path, capsys, values):
     (dict(adv__train="trades"), "frozen-feature cache off: adv.train='trades'"),
     (dict(data__cache_frozen_features=False), "frozen-feature cache off: "
                                               "data.cache_frozen_features=False"),
+    (dict(data__augment="crop_flip"), "frozen-feature cache off: data.augment='crop_flip' "
+                                      "trains on new random crops and flips at every step"),
 ])
 def test_cache_is_off_with_the_reason_logged(tmp_path, capsys, values, reason):
   run = train.Run(promptfl_config(**values), str(tmp_path))

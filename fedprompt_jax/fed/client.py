@@ -11,14 +11,14 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from fedprompt_jax.methods.base import (STATS_FROM, PromptMethod, as_model_input, merge_params,
-                                        split_params)
+from fedprompt_jax.data.transforms import Preprocess
+from fedprompt_jax.methods.base import STATS_FROM, PromptMethod, merge_params, split_params
 
 Tree = Any
 
 
 class ClientBatches(NamedTuple):
-  pixels: jax.Array  # [S, B, H, W, 3] uint8, or [S, B, F] float32 features (feature_cache.py)
+  pixels: jax.Array  # [S, B, h, w, 3] uint8 as stored, or [S, B, F] float32 cached features
   labels: jax.Array  # [S, B] int32
   mask: jax.Array    # [S, B] bool; False for padding examples
 
@@ -31,8 +31,15 @@ class LocalResult(NamedTuple):
   count: jax.Array     # number of valid training examples seen
 
 
-def make_local_update(method: PromptMethod, client_tx: optax.GradientTransformation):
+def make_local_update(method: PromptMethod, client_tx: optax.GradientTransformation,
+                      preprocess: Preprocess | None = None):
   """Returns local_update(frozen, shared, personal, extra, aux, client, batches, key, lr_scale).
+
+  `preprocess` (data/transforms.py; None = images as stored, scaled to [0, 1]) turns each
+  step's stored images into the model's input: `preprocess.train` with the first half of the
+  step's key (the augmentation key: a function of the round key, the client id and the step
+  index only, since JAX's default partitionable threefry makes split(key, S)[i] the same for
+  any S), and `preprocess` itself, never augmented, for the client statistics.
 
   The client optimizer starts fresh each round. `lr_scale` (optional; a scalar, e.g.
   the round's value of a schedule over rounds) multiplies every update, which for SGD
@@ -52,6 +59,7 @@ def make_local_update(method: PromptMethod, client_tx: optax.GradientTransformat
 
   grad_fn = jax.value_and_grad(masked_loss, has_aux=True)
 
+  preprocess = Preprocess() if preprocess is None else preprocess
   if method.stats_from not in STATS_FROM:
     raise ValueError(f"stats_from={method.stats_from!r} of method {method.name!r} is unknown; "
                      f"valid: {', '.join(STATS_FROM)}")
@@ -68,8 +76,9 @@ def make_local_update(method: PromptMethod, client_tx: optax.GradientTransformat
     def step(carry, inputs):
       params, opt_state, step_state, loss_sum, count = carry
       pixels, labels, mask, step_key, index = inputs
-      x = as_model_input(pixels)
-      _, loss_key = jax.random.split(step_key)  # second half: keys unchanged from earlier versions
+      # Second half: loss keys unchanged from earlier versions; the first half augments.
+      augment_key, loss_key = jax.random.split(step_key)
+      x = preprocess.train(pixels, augment_key)
       (batch_loss, batch_loss_sum), grads = grad_fn(params, frozen, aux, extra, client, x,
                                                     labels, mask, loss_key)
       updates, new_opt_state = client_tx.update(grads, opt_state, params)
@@ -99,23 +108,24 @@ def make_local_update(method: PromptMethod, client_tx: optax.GradientTransformat
     new_shared, new_personal = split_params(method, params)
     delta = jax.tree_util.tree_map(jnp.subtract, new_shared, shared)
     stats_params = received if method.stats_from == "received" else params
-    stats = _client_stats(method, frozen, stats_params, aux, extra, client, batches)
+    stats = _client_stats(method, preprocess, frozen, stats_params, aux, extra, client, batches)
     return LocalResult(delta, new_personal, stats, loss_sum, count)
 
   return local_update
 
 
-def _client_stats(method, frozen, params, aux, extra, client, batches: ClientBatches) -> Tree:
-  """Sums method.client_stats with `params` over the local steps' batches."""
+def _client_stats(method, preprocess: Preprocess, frozen, params, aux, extra, client,
+                  batches: ClientBatches) -> Tree:
+  """Sums method.client_stats with `params` over the local steps' batches (not augmented)."""
 
   def one(acc, inputs):
     pixels, labels, mask = inputs
-    x = as_model_input(pixels)
+    x = preprocess(pixels)
     stats = method.client_stats(frozen, params, aux, extra, client, x, labels, mask)
     return jax.tree_util.tree_map(jnp.add, acc, stats), None
 
   first = jax.eval_shape(lambda: method.client_stats(
-      frozen, params, aux, extra, client, batches.pixels[0].astype(jnp.float32),
+      frozen, params, aux, extra, client, preprocess(batches.pixels[0]),
       batches.labels[0], batches.mask[0]))
   if not jax.tree_util.tree_leaves(first):
     return {}

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import PartitionSpec as P
 
+from fedprompt_jax.data.transforms import Preprocess
 from fedprompt_jax.fed import server
 from fedprompt_jax.fed.client import ClientBatches, make_local_update
 from fedprompt_jax.fed.mesh import AXIS
@@ -44,7 +45,7 @@ class ServerState(NamedTuple):
 
 
 class RoundInputs(NamedTuple):
-  batches: ClientBatches  # leaves [K, S, B, ...]
+  batches: ClientBatches  # leaves [K, S, B, ...] (images as stored: h x w, not the model's side)
   weights: jax.Array      # [K] float32 aggregation weights, 0 for padding
   client_ids: jax.Array   # [K] int32 global client ids (for per-client RNG)
   personal: Tree          # [K, ...] personal leaves of these clients ({} if none)
@@ -73,7 +74,7 @@ def make_round_fn(method: PromptMethod, client_tx: optax.GradientTransformation,
                   server_tx: optax.GradientTransformation, mesh, *, chunk: int | None = None,
                   donate: bool = True,
                   lr_schedule: Callable[[jax.Array], jax.Array] | None = None,
-                  dp: DPSpec | None = None):
+                  dp: DPSpec | None = None, preprocess: Preprocess | None = None):
   """Returns round_fn(frozen, state, aux, key, inputs) -> (state, RoundOutputs), jitted.
 
   `key` is a typed PRNG key or its raw `jax.random.key_data`.
@@ -90,8 +91,10 @@ def make_round_fn(method: PromptMethod, client_tx: optax.GradientTransformation,
       learning rate in that round; None = constant.
     dp: client-level DP-FedAvg (clip, noise, K); None = off. With z = 0 and clip = inf
       the round equals the one without DP and with uniform weights, bit for bit.
+    preprocess: stored images -> the model's input inside each local step (resize,
+      training augmentation; data/transforms.py); None = images as stored.
   """
-  local_update = make_local_update(method, client_tx)
+  local_update = make_local_update(method, client_tx, preprocess)
 
   def block(frozen, shared, extra, aux, key, round_index, batches, weights, client_ids,
             personal, client):

@@ -21,10 +21,10 @@ import dataclasses
 from typing import Any, Callable, Sequence
 
 import jax
-import jax.numpy as jnp
 import optax
 from flax import traverse_util
 
+from fedprompt_jax.data.transforms import Preprocess
 from fedprompt_jax.models import zeroshot
 from fedprompt_jax.models.clip import logits_per_image
 
@@ -138,11 +138,10 @@ class PromptMethod:
 
 
 def as_model_input(x: jax.Array) -> jax.Array:
-  """What a method's `logits` receive: uint8 pixels scaled to [0, 1] float32; anything else
-  (float32 features from the frozen-feature cache) as it is."""
-  if x.dtype == jnp.uint8:
-    return x.astype(jnp.float32) / 255.0
-  return x
+  """What a method's `logits` receive from images at the model's side: uint8 pixels scaled to
+  [0, 1] float32; anything else (float32 features from the frozen-feature cache) as it is.
+  (The engine uses data/transforms.Preprocess, which also resizes stored images.)"""
+  return Preprocess()(x)
 
 
 def split_params(method: PromptMethod, params: Tree) -> tuple[Tree, Tree]:
