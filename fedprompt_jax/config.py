@@ -137,6 +137,11 @@ def default_config() -> ml_collections.ConfigDict:
   # worst case are reported on the first `eval_examples` global test examples.
   c.adv.eval = ("pgd:linf:eps=1/255:steps=10",)
   c.adv.eval_examples = 256
+  # Which `eval_examples` test examples: "first" (rows 0..n-1) or "stratified" (a sample spread
+  # evenly over the (class, domain) cells, seeded by `eval_subset_seed`, the same for every
+  # method and run seed; eval_subset.py).
+  c.adv.eval_subset = "first"
+  c.adv.eval_subset_seed = 0
   # At which evaluations: "every" (each of them, round 0 included) or "final" (the last
   # round's only; a comparison that reports final figures spends no time on the others).
   c.adv.eval_rounds = "every"
@@ -410,6 +415,11 @@ def validate(c: ml_collections.ConfigDict) -> None:
     _fail("adv.sanity_examples", c.adv.sanity_examples, "must be an integer >= 1")
   if not isinstance(c.adv.eval_batch_size, int) or c.adv.eval_batch_size < 1:
     _fail("adv.eval_batch_size", c.adv.eval_batch_size, "must be an integer >= 1")
+  if c.adv.eval_subset not in ("first", "stratified"):
+    _fail("adv.eval_subset", c.adv.eval_subset, "must be 'first' or 'stratified'")
+  if (not isinstance(c.adv.eval_subset_seed, int) or isinstance(c.adv.eval_subset_seed, bool)
+      or c.adv.eval_subset_seed < 0):
+    _fail("adv.eval_subset_seed", c.adv.eval_subset_seed, "must be an integer >= 0")
   if c.adv.eval_rounds not in ("every", "final"):
     _fail("adv.eval_rounds", c.adv.eval_rounds, "must be 'every' or 'final'")
   if not isinstance(c.seed, int) or isinstance(c.seed, bool) or c.seed < 0:

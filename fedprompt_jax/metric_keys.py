@@ -15,6 +15,9 @@ from typing import Any
 
 DIAGNOSTIC_PREFIX = "robust_sanity/"
 SUMMARY_DIAGNOSTICS = ("robust_sanity/large_radius_acc", "robust_sanity/warnings")
+# robust_acc/worst@<norm>:eps=<eps>: the per-example worst case over one radius's attacks
+# (attacks/spec.py `radius_groups`), beside robust_acc/worst over all of them.
+WORST_AT = "worst@"
 
 
 def is_diagnostic(key: str) -> bool:

@@ -30,6 +30,8 @@ def metric_label(key: str) -> str:
   """The x label of a metric group."""
   if key.startswith("robust_acc/"):
     rest = key[len("robust_acc/"):]
+    if rest.startswith("worst@"):
+      return "worst case\n" + rest[len("worst@"):]
     return {"clean": "clean\n(attacked images)", "worst": "worst case"}.get(rest, rest)
   return _NAMES.get(key, key)
 

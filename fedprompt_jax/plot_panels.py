@@ -38,6 +38,7 @@ from typing import Iterable, Sequence
 
 from fedprompt_jax import metric_keys
 from fedprompt_jax import plot_style as style
+from fedprompt_jax.metric_keys import WORST_AT
 
 BLACK = style.REFERENCE_COLOUR
 
@@ -132,9 +133,14 @@ def _domains(keys: set[str]) -> list[Line]:
 
 
 def _robust(keys: set[str]) -> list[Line]:
-  attacks = [a for a in _suffixes(keys, "robust_acc") if a not in ("clean", "worst")]
+  suffixes = _suffixes(keys, "robust_acc")
+  attacks = [a for a in suffixes if a not in ("clean", "worst") and not a.startswith(WORST_AT)]
   lines = [Line(f"robust_acc/{a}", a, colour) for a, colour in
            zip(attacks, style.palette(len(attacks)))]
+  radii = [a for a in suffixes if a.startswith(WORST_AT)]
+  dashes = (style.DOTTED, style.DASH_DOT)
+  lines += [Line(f"robust_acc/{a}", f"worst case at {a[len(WORST_AT):]}", BLACK,
+                 dashes[i % len(dashes)], width=1.6) for i, a in enumerate(radii)]
   return lines + [Line("robust_acc/worst", "worst case", BLACK, width=2.2),
                   Line("robust_acc/clean", "clean (same images)", BLACK, style.DASHED,
                        reference=True)]

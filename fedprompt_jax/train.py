@@ -20,7 +20,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from fedprompt_jax import atomic, checkpoint, evaluate
+from fedprompt_jax import atomic, checkpoint, eval_subset, evaluate
 from fedprompt_jax import config as config_lib
 from fedprompt_jax import feature_cache
 from fedprompt_jax import finite
@@ -33,7 +33,7 @@ from fedprompt_jax import run_plan
 from fedprompt_jax import workdir as workdir_lib
 from fedprompt_jax.data import attributes as attributes_lib
 from fedprompt_jax.data import partition as partition_lib
-from fedprompt_jax.data.dataset import split_base_novel
+from fedprompt_jax.data.dataset import split_base_novel, subset
 from fedprompt_jax.data.federated import round_batches, round_local_steps
 from fedprompt_jax.data.source import load_source
 from fedprompt_jax.data.transforms import Preprocess
@@ -276,11 +276,16 @@ class Run:
 
   def robust_report(self, robust, params: Tree, extra: Tree, num_examples: int,
                     batch_size: int) -> dict:
-    """Robust accuracy of the global model (`robust` from evaluate.make_robust) on the first
-    `num_examples` global test examples, with the run's evaluation key, and the
-    gradient-masking checks with `adv.sanity_attack` on the first `adv.sanity_examples`."""
+    """Robust accuracy of the global model (`robust` from evaluate.make_robust) on
+    `num_examples` global test examples (`adv.eval_subset`: the first ones or a stratified
+    sample), with the run's evaluation key, and the gradient-masking checks with
+    `adv.sanity_attack` on the first `adv.sanity_examples` of those."""
+    c = self.c
+    rows = eval_subset.robust_rows(self.source.test, num_examples, c.adv.eval_subset,
+                                   c.adv.eval_subset_seed)
+    test = self.source.test if c.adv.eval_subset == "first" else subset(self.source.test, rows)
     return evaluate.robust_report(robust, self.frozen, params, self.aux, extra,
-                                  self.global_client, self.source.test, num_examples,
+                                  self.global_client, test, len(rows),
                                   batch_size, jax.random.key(self.c.seed + 1),
                                   self.sanity_robust, self.c.adv.sanity_examples)
 

@@ -140,13 +140,15 @@ def load_config(path: str, overrides):
 
 def robust_keys(results: dict) -> tuple:
   """Every robust_acc/* key of the runs' final records: clean, the attacks (in order of first
-  appearance), worst."""
+  appearance), the per-radius worst cases (robust_acc/worst@...), worst."""
   keys = {}
   for runs in results.values():
     for record in runs:
       keys.update((k, None) for k in record if k.startswith("robust_acc/"))
   ends = ("robust_acc/clean", "robust_acc/worst")
-  return (tuple(k for k in ends[:1] if k in keys) + tuple(k for k in keys if k not in ends)
+  radii = tuple(k for k in keys if k.startswith("robust_acc/worst@"))
+  attacks = tuple(k for k in keys if k not in ends and k not in radii)
+  return (tuple(k for k in ends[:1] if k in keys) + attacks + radii
           + tuple(k for k in ends[1:] if k in keys))
 
 

@@ -150,7 +150,8 @@ def test_robust_accuracy_does_not_depend_on_batch_size():
   whole = evaluate(X, Y, attacks.example_keys(base, jnp.arange(B)))
   parts = [evaluate(X[i:i + 4], Y[i:i + 4], attacks.example_keys(base, jnp.arange(i, i + 4)))
            for i in range(0, B, 4)]
-  assert set(whole) == {"clean", "worst", *specs}
+  # Two radii (8/255 L-inf, 0.5 L2): a worst case per radius too (tests/test_eval_subset.py).
+  assert set(whole) == {"clean", "worst", *specs, "worst@linf:eps=8/255", "worst@l2:eps=0.5"}
   for name, value in whole.items():
     np.testing.assert_array_equal(np.asarray(value),
                                   np.concatenate([np.asarray(p[name]) for p in parts]))

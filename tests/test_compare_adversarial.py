@@ -34,7 +34,9 @@ def test_adversarial_table_equals_the_runs_final_records(tmp_path):
   attacks = ["apgd-ce:linf:eps=1/255:steps=20", "apgd-ce:linf:eps=2/255:steps=20",
              "pgd:linf:eps=1/255:steps=10", "pgd:linf:eps=2/255:steps=10"]  # records' order
   assert header == (["method", "global_acc", "robust_acc/clean"]
-                    + [f"robust_acc/{a}" for a in attacks] + ["robust_acc/worst"])
+                    + [f"robust_acc/{a}" for a in attacks]
+                    + ["robust_acc/worst@linf:eps=1/255", "robust_acc/worst@linf:eps=2/255",
+                       "robust_acc/worst"])
   body = {cells[0].strip(): [c.strip() for c in cells[1:]] for cells in rows[2:]}
   assert list(body) == methods
   for name in methods:

@@ -30,12 +30,14 @@ Every error is a ValueError of one line naming the bad value and the valid ones.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable, Mapping, Sequence, Union
 
 import jax
 import jax.numpy as jnp
 
 from fedprompt_jax.attacks import losses
+from fedprompt_jax.metric_keys import WORST_AT
 from fedprompt_jax.attacks.apgd import apgd
 from fedprompt_jax.attacks.pgd import NORMS, LogitsFn, fgsm, fold_keys, pgd
 
@@ -197,10 +199,28 @@ def result_names(attacks: Sequence[Spec | Attack]) -> tuple[str, ...]:
   names: list[str] = []
   for i, attack in enumerate(make_attack(a) for a in attacks):
     name = attack.name
-    while name in names or name in _RESERVED:
+    while name in names or name in _RESERVED or name.startswith(WORST_AT):
       name = f"{name}#{i}"
     names.append(name)
   return tuple(names)
+
+
+def _eps_text(eps: float) -> str:
+  """1/255 -> "1/255" (k/255 when it is one), else the shortest float text."""
+  k = eps * 255
+  return f"{round(k)}/255" if round(k) > 0 and abs(k - round(k)) < 1e-6 else f"{eps:g}"
+
+
+def radius_groups(attacks: Sequence[Spec | Attack]) -> dict[str, tuple[str, ...]]:
+  """{"worst@<norm>:eps=<eps>": result names of the attacks at that radius}, one entry per
+  (norm, eps) in order of first appearance; {} when all attacks share one radius (then the
+  per-radius worst case is "worst" itself)."""
+  built = [make_attack(a) for a in attacks]
+  groups: dict[str, list[str]] = {}
+  for attack, name in zip(built, result_names(built)):
+    opts = dict(attack.options)
+    groups.setdefault(f"{WORST_AT}{opts['norm']}:eps={_eps_text(opts['eps'])}", []).append(name)
+  return {k: tuple(v) for k, v in groups.items()} if len(groups) > 1 else {}
 
 
 def robust_outcomes(logits_fn: LogitsFn, attacks: Sequence[Spec | Attack], x: Array, y: Array,
@@ -226,6 +246,8 @@ def robust_outcomes(logits_fn: LogitsFn, attacks: Sequence[Spec | Attack], x: Ar
     ce[name] = losses.cross_entropy(logits, y)
     worst = worst & correct[name]
   correct["worst"] = worst
+  for group, names in radius_groups(built).items():
+    correct[group] = functools.reduce(jnp.logical_and, [correct[n] for n in names])
   return correct, ce
 
 
@@ -244,7 +266,9 @@ def robust_accuracy(logits_fn: LogitsFn, attacks: Sequence[Spec | Attack], x: Ar
   Returns:
     {"clean": [B] bool, <attack name>: [B] bool, ..., "worst": [B] bool}: an
     example is robust to an attack when it is classified correctly both clean
-    and at that attack's x_adv; "worst" when it survives every attack. Sum over
+    and at that attack's x_adv; "worst" when it survives every attack. With attacks
+    at more than one radius, also "worst@<norm>:eps=<eps>" [B] bool per radius
+    (`radius_groups`): it survives every attack at that radius. Sum over
     batches and divide by the number of examples for accuracies. Names are
     `result_names(attacks)`.
 
