@@ -31,6 +31,7 @@ RESUMABLE_KEYS = {
     "eval.check_zero_shot": "the zero-shot sanity check before training",
     "adv.eval_rounds": "at which evaluations the robust evaluation runs",
     "fed.chunk": "clients vmapped at once (speed and memory)",
+    "fed.prefetch": "rounds of inputs built ahead while a round runs (speed and memory)",
     "clip.remat": "rematerialisation in the backward pass (memory)",
     "dp.target_epsilon": "the privacy budget: after which round the run stops (what each round "
                          "trains, and the epsilon it spends, are unchanged)",
