@@ -395,7 +395,7 @@ def train_rounds(run: Run, ckpt: checkpoint.Checkpointer, writer: metrics_lib.Me
   last = run.last_round()
   end = last if run.method.trains else start
   has_personal = bool(jax.tree_util.tree_leaves(personal_all))
-  ahead = 1 if c.fed.prefetch and not has_personal else 0  # rounds dispatched, not read back
+  ahead = prefetch.dispatch_ahead(c.fed.prefetch, has_personal)  # dispatched, not read back
   if start < end:
     run.inputs_of(run.source.train, "train")  # fills the feature cache here, not on the thread
   pending: list[_Dispatched] = []

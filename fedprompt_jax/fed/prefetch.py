@@ -15,6 +15,17 @@ from typing import Any, Callable, Iterable
 MAX_DEPTH = 2
 
 
+def dispatch_ahead(depth: int, has_personal: bool) -> int:
+  """Rounds the loop dispatches before reading the previous one back: 1 with prefetch,
+  0 without, or when clients keep personal leaves (the next round needs them on the host)."""
+  return 1 if depth and not has_personal else 0
+
+
+def inputs_held_ahead(depth: int, has_personal: bool) -> int:
+  """Rounds of inputs on the devices besides the running round's: built + dispatched ahead."""
+  return depth + dispatch_ahead(depth, has_personal)
+
+
 class Prefetcher:
   """`build(item)` for each item in order, up to `depth` ahead on one daemon thread.
 
