@@ -3,7 +3,8 @@
 Order of work: validate the config (nothing is written before), load CLIP and
 data, partition, prepare the method, check zero-shot against chance, then R
 rounds of [sample K clients -> build their batches on the host -> one jitted
-round], evaluating and checkpointing every `eval.every` rounds. A workdir with
+round], evaluating and checkpointing every `eval.every` rounds; with fed.prefetch
+the next rounds' batches are built on a thread while a round runs. A workdir with
 a checkpoint resumes from it and replays exactly.
 """
 
