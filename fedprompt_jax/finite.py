@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -29,23 +29,55 @@ class DivergenceError(RuntimeError):
   """A round produced a non-finite loss or update; the message is one line."""
 
 
-def check_round(round_index: int, loss: float, updates: dict[str, Any]) -> None:
-  """Raises DivergenceError naming the round and the first non-finite metric.
+class RoundCheck(NamedTuple):
+  """What `check_round` reads of one round: device values, dispatched but not read back."""
+  loss: jax.Array            # scalar mean training loss (replicated)
+  flags: jax.Array | None    # [F] bool: floating leaf f of the updates is all finite
+  names: tuple[str, ...]     # [F] 'server.shared.prompt', ...: the name of each flag
+
+
+def start_check(loss: jax.Array, updates: dict[str, Any]) -> RoundCheck:
+  """Dispatches the finiteness flags of a round's updates; reads nothing back (no sync).
 
   Args:
-    round_index: the round just completed (1-based).
-    loss: its mean training loss.
-    updates: {name: tree} of what the round produced (the server state, the
-      clients' personal state), checked leaf by leaf.
+    loss: the round's mean training loss, a device scalar.
+    updates: {name: tree} of what the round produced (the server state, the clients'
+      personal state), checked leaf by leaf; computed before any later round may
+      take (donate) these buffers.
   """
+  flat = [(f"{name}.{jax.tree_util.keystr(path, simple=True, separator='.')}", leaf)
+          for name, tree in updates.items()
+          for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]
+          if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact)]
+  flags = _finite_flags([leaf for _, leaf in flat]) if flat else None
+  return RoundCheck(loss, flags, tuple(name for name, _ in flat))
+
+
+def _read(x: jax.Array) -> np.ndarray:
+  """A replicated (or process-local) device value -> numpy, on every process."""
+  if isinstance(x, jax.Array) and not x.is_fully_addressable:
+    return np.asarray(x.addressable_data(0))
+  return np.asarray(x)
+
+
+def check_round(round_index: int, check: RoundCheck) -> float:
+  """Reads `check` back (waits for its round) and returns the round's loss as a float.
+
+  Raises DivergenceError naming the round and the first non-finite value: the loss,
+  else the first leaf of the updates, in the order given to `start_check`.
+
+  Args:
+    round_index: the round checked (1-based).
+    check: from `start_check`.
+  """
+  loss = float(_read(check.loss))
   what = None
   if not np.isfinite(loss):
     what = f"train_loss is {loss}"
-  else:
-    for name, tree in updates.items():
-      bad = nonfinite_leaves(tree)
-      if bad:
-        what = f"the update of {name}.{bad[0]} is not finite"
-        break
+  elif check.flags is not None:
+    bad = [name for name, ok in zip(check.names, _read(check.flags)) if not ok]
+    if bad:
+      what = f"the update of {bad[0]} is not finite"
   if what is not None:
     raise DivergenceError(f"round {round_index} diverged: {what}")
+  return loss

@@ -27,6 +27,7 @@ from fedprompt_jax import config as config_lib
 from fedprompt_jax import evaluate
 from fedprompt_jax import memory_plan as plan_lib
 from fedprompt_jax.fed import mesh as mesh_lib
+from fedprompt_jax.fed import prefetch
 
 Tree = Any
 
@@ -48,9 +49,12 @@ def _attack_args(split, count: int, batch_size: int):
   return split.images[idx], split.labels[idx], idx
 
 
-def _phase(name, key, value, batch, shape, fn, args, resident, copies=1) -> plan_lib.Phase:
+def _phase(name, key, value, batch, shape, fn, args, resident, copies=1,
+           extra=0) -> plan_lib.Phase:
+  """`extra`: bytes per device held beside the phase's own working memory."""
   size = plan_lib.compiled_bytes(fn, args, resident)
-  return plan_lib.Phase(name, key, value, batch, shape, None if size is None else size * copies)
+  return plan_lib.Phase(name, key, value, batch, shape,
+                        None if size is None else (size + extra) * copies)
 
 
 def phases(run, state, personal_all: Tree, start: int) -> list[plan_lib.Phase]:
@@ -65,10 +69,14 @@ def phases(run, state, personal_all: Tree, start: int) -> list[plan_lib.Phase]:
     key = mesh_lib.replicate(run.mesh, jax.random.key_data(jax.random.key(c.seed)))  # as train
     k, s, b = inputs.batches.pixels.shape[:3]
     resident = frozen + plan_lib.tree_bytes((state, run.aux_global))
+    ahead = prefetch.inputs_held_ahead(c.fed.prefetch,
+                                       bool(jax.tree_util.tree_leaves(personal_all)))
+    held = f" (+ {ahead} rounds of inputs held ahead, fed.prefetch)" if ahead else ""
     out.append(_phase("train round", "fed.batch_size", c.fed.batch_size, b,
-                      f"{len(ids)} of {k} client slots x {s} steps x {b} images",
+                      f"{len(ids)} of {k} client slots x {s} steps x {b} images{held}",
                       run.round_fn, (run.frozen_global, state, run.aux_global, key, inputs),
-                      resident, copies=devices if on_cpu else 1))
+                      resident, copies=devices if on_cpu else 1,
+                      extra=ahead * plan_lib.tree_bytes(inputs)))
     del inputs
   local = mesh_lib.local_copy(state)
   params = run.global_params(local, personal_all)

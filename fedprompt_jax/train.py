@@ -3,7 +3,8 @@
 Order of work: validate the config (nothing is written before), load CLIP and
 data, partition, prepare the method, check zero-shot against chance, then R
 rounds of [sample K clients -> build their batches on the host -> one jitted
-round], evaluating and checkpointing every `eval.every` rounds. A workdir with
+round], evaluating and checkpointing every `eval.every` rounds; with fed.prefetch
+the next rounds' batches are built on a thread while a round runs. A workdir with
 a checkpoint resumes from it and replays exactly.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -38,7 +39,7 @@ from fedprompt_jax.data.federated import round_batches, round_local_steps
 from fedprompt_jax.data.source import load_source
 from fedprompt_jax.data.transforms import Preprocess
 from fedprompt_jax.fed import mesh as mesh_lib
-from fedprompt_jax.fed import sampling, server
+from fedprompt_jax.fed import prefetch, sampling, server
 from fedprompt_jax.fed.client import ClientBatches
 from fedprompt_jax.fed.round import RoundInputs, ServerState, init_server_state, make_round_fn
 from fedprompt_jax.attacks import make_attack
@@ -132,6 +133,13 @@ def take(tree: Tree, rows: np.ndarray) -> Tree:
   return jax.tree_util.tree_map(lambda x: x[rows], tree)
 
 
+class RoundData(NamedTuple):
+  """A round's inputs but for the personal leaves (they depend on the previous round)."""
+  ids: np.ndarray      # [K] sampled client ids
+  rows: np.ndarray     # [K'] ids padded to the mesh (padding rows repeat client 0)
+  inputs: RoundInputs  # sharded over 'clients'; `personal` is {}
+
+
 class Run:
   """Everything a run builds before its first round (no device state of its own)."""
 
@@ -213,8 +221,12 @@ class Run:
     state = mesh_lib.replicate(self.mesh, state)  # restores keep this placement
     return state, stack_tree(personal, self.partition.num_clients)
 
-  def round_inputs(self, round_index: int, personal_all: Tree):
-    """The sampled ids and the round's sharded inputs; each process builds only its own rows."""
+  def round_data(self, round_index: int) -> RoundData:
+    """Round `round_index`'s sampled ids and its inputs without the personal leaves, sharded.
+
+    Depends only on (seed, round, partition), not on the training state, so it may be
+    built ahead (fed/prefetch.py); each process builds only its own rows.
+    """
     c = self.c
     ids = sampling.sample_clients(c.fed.num_clients, c.fed.clients_per_round, c.seed, round_index)
     padded = mesh_lib.padded_size(len(ids), self.mesh, self.chunk or 1)
@@ -235,8 +247,18 @@ class Run:
       weights = (weights > 0).astype(np.float32)
     rows = np.concatenate([ids, np.zeros(padded - len(ids), ids.dtype)])
     inputs = RoundInputs(ClientBatches(b["pixels"], b["labels"], b["mask"]), weights,
-                         b["client_ids"], take(personal_all, rows), take(self.clients, rows))
-    return ids, mesh_lib.shard_clients(self.mesh, inputs)
+                         b["client_ids"], {}, take(self.clients, rows))
+    return RoundData(ids, rows, mesh_lib.shard_clients(self.mesh, inputs))
+
+  def with_personal(self, data: RoundData, personal_all: Tree) -> RoundInputs:
+    """`data`'s inputs with its clients' personal leaves from the host copy `personal_all`."""
+    return data.inputs._replace(
+        personal=mesh_lib.shard_clients(self.mesh, take(personal_all, data.rows)))
+
+  def round_inputs(self, round_index: int, personal_all: Tree):
+    """The sampled ids and the round's sharded inputs; each process builds only its own rows."""
+    data = self.round_data(round_index)
+    return data.ids, self.with_personal(data, personal_all)
 
   def last_round(self) -> int:
     """fed.rounds, or fewer: the last round within dp.target_epsilon."""
@@ -363,38 +385,73 @@ class Run:
     return out
 
 
+class _Dispatched(NamedTuple):
+  """A round sent to the devices whose outputs the host has not read yet."""
+  done: int                  # 1-based index of the round
+  ids: np.ndarray            # [K] its clients
+  personal: Tree             # [K', ...] their personal leaves after it, on the devices
+  check: finite.RoundCheck   # its loss and finiteness flags, on the devices
+
+
 def train_rounds(run: Run, ckpt: checkpoint.Checkpointer, writer: metrics_lib.MetricsWriter,
                  zs: dict, state: ServerState, personal_all: Tree, start: int) -> None:
   """Rounds start+1..R, evaluated, written and checkpointed every `eval.every` rounds.
 
-  A round with a non-finite loss or update raises finite.DivergenceError before its
-  record or checkpoint is written. With dp.target_epsilon the run ends (evaluated and
-  checkpointed) after the last round whose epsilon is within it.
+  A round with a non-finite loss or update raises finite.DivergenceError, naming the
+  first such round, before its record or checkpoint is written. With dp.target_epsilon
+  the run ends (evaluated and checkpointed) after the last round whose epsilon is within
+  it.
+
+  With fed.prefetch > 0 the host stays ahead of the devices: a thread builds the next
+  rounds' inputs (fed/prefetch.py) while a round runs, and round r's loss and
+  finiteness flags are read back only after round r+1 is dispatched (an evaluation reads
+  its own round at once). Clients with personal leaves need the previous round's on the
+  host first, so they get the prefetched batches but no dispatch ahead. Results do not
+  depend on fed.prefetch: the same computations run in the same order on the devices.
   """
   c = run.c
   key = mesh_lib.replicate(run.mesh, jax.random.key_data(jax.random.key(c.seed)))
   t0 = time.time()
   last = run.last_round()
-  for r in range(start, last if run.method.trains else start):
-    with run.times("round"):
-      ids, inputs = run.round_inputs(r, personal_all)
-      state, out = run.round_fn(run.frozen_global, state, run.aux_global, key, inputs)
-      train_loss = float(out.loss)
-    new_personal = jax.tree_util.tree_map(lambda x: mesh_lib.to_host(x)[:len(ids)],
-                                          out.personal)
-    finite.check_round(r + 1, train_loss, {"server": state, "personal": new_personal})
+  end = last if run.method.trains else start
+  has_personal = bool(jax.tree_util.tree_leaves(personal_all))
+  ahead = prefetch.dispatch_ahead(c.fed.prefetch, has_personal)  # dispatched, not read back
+  if start < end:
+    run.inputs_of(run.source.train, "train")  # fills the feature cache here, not on the thread
+  pending: list[_Dispatched] = []
+
+  def read_back() -> float:
+    """Checks the oldest dispatched round and brings its personal leaves to the host."""
+    d = pending.pop(0)
+    loss = finite.check_round(d.done, d.check)
     for leaf_all, leaf_new in zip(jax.tree_util.tree_leaves(personal_all),
-                                  jax.tree_util.tree_leaves(new_personal)):
-      leaf_all[ids] = leaf_new
-    done = r + 1
-    writer.round_done(done, train_loss)
-    if done % c.eval.every == 0 or done == last:
-      record = dict(zs, train_loss=train_loss, **run.evaluate(state, personal_all, done == last),
-                    **run.privacy_record(done))
-      record["seconds_per_round"] = (time.time() - t0) / (done - start)
-      writer.write(done, record)
-      ckpt.save(done, {"server": state, "personal": personal_all})
-      run.times.report(f"round {done}")
+                                  jax.tree_util.tree_leaves(d.personal)):
+      leaf_all[d.ids] = mesh_lib.to_host(leaf_new)[:len(d.ids)]
+    writer.round_done(d.done, loss)
+    return loss
+
+  with prefetch.Prefetcher(run.round_data, range(start, end), c.fed.prefetch) as rounds:
+    for r in range(start, end):
+      done = r + 1
+      evaluated = done % c.eval.every == 0 or done == last
+      with run.times("round"):
+        with run.times("round input wait"):
+          data = rounds.next()
+        inputs = run.with_personal(data, personal_all)
+        state, out = run.round_fn(run.frozen_global, state, run.aux_global, key, inputs)
+        new_personal = jax.tree_util.tree_map(lambda x, n=len(data.ids): x[:n], out.personal)
+        pending.append(_Dispatched(done, data.ids, out.personal, finite.start_check(
+            out.loss, {"server": state, "personal": new_personal})))
+        while len(pending) > (0 if evaluated else ahead):
+          train_loss = read_back()
+      if evaluated:
+        record = dict(zs, train_loss=train_loss,
+                      **run.evaluate(state, personal_all, done == last),
+                      **run.privacy_record(done))
+        record["seconds_per_round"] = (time.time() - t0) / (done - start)
+        writer.write(done, record)
+        ckpt.save(done, {"server": state, "personal": personal_all})
+        run.times.report(f"round {done}")
   line = run.budget_line(last, start) if run.method.trains else None
   if line and jax.process_index() == 0:
     print(line, flush=True)

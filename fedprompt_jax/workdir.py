@@ -33,6 +33,7 @@ RESUMABLE_KEYS = {
     "fed.chunk": "clients vmapped at once (speed and memory)",
     "data.storage": "where a tfds set's images are read from (memory or the ArrayRecord "
                     "files: the same rows)",
+    "fed.prefetch": "rounds of inputs built ahead while a round runs (speed and memory)",
     "clip.remat": "rematerialisation in the backward pass (memory)",
     "dp.target_epsilon": "the privacy budget: after which round the run stops (what each round "
                          "trains, and the epsilon it spends, are unchanged)",

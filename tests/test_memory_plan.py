@@ -169,3 +169,21 @@ def test_phase_times_sum_until_reported(capsys):
   assert capsys.readouterr().out.startswith("seconds (round 3): round ")
   times.report("round 4")  # nothing ran since: nothing printed
   assert capsys.readouterr().out == ""
+
+
+def test_the_train_round_counts_the_round_inputs_held_ahead(tiny_run):
+  run = tiny_run
+  state, personal_all = run.initial_state()
+  inputs = plan_lib.tree_bytes(run.round_inputs(0, personal_all)[1])  # one device's share
+  train_round = {}
+  try:
+    for depth in (0, 1, 2):
+      run.c.fed.prefetch = depth
+      train_round[depth] = run_plan.phases(run, state, personal_all, 0)[0]
+  finally:
+    run.c.fed.prefetch = 1
+  assert train_round[0].shape == "3 of 8 client slots x 2 steps x 4 images"
+  assert train_round[2].shape.endswith(" (+ 3 rounds of inputs held ahead, fed.prefetch)")
+  # 1 (2) built ahead and 1 dispatched ahead, on each of the 8 CPU devices' shares.
+  for depth, held in ((1, 2), (2, 3)):
+    assert train_round[depth].bytes - train_round[0].bytes == held * inputs * 8 > 0
