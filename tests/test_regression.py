@@ -74,14 +74,15 @@ def test_seed0_within_bands(tmp_path):
       for (n, k), (v, lo, hi) in bad.items()) + f"; {REGENERATE}"
 
 
-def _first_client_only(round_inputs):
-  """Run.round_inputs with a bug: all aggregation weight on the round's first sampled client."""
+def _first_client_only(round_data):
+  """Run.round_data with a bug: all aggregation weight on the round's first sampled client."""
 
-  def wrong(self, round_index, personal_all):
-    ids, inputs = round_inputs(self, round_index, personal_all)
-    weights = np.zeros(inputs.weights.shape, np.float32)
+  def wrong(self, round_index):
+    data = round_data(self, round_index)
+    weights = np.zeros(data.inputs.weights.shape, np.float32)
     weights[0] = 1.0  # row 0 is the first sampled client (padding rows come last)
-    return ids, inputs._replace(weights=jax.device_put(weights, inputs.weights.sharding))
+    weights = jax.device_put(weights, data.inputs.weights.sharding)
+    return data._replace(inputs=data.inputs._replace(weights=weights))
 
   return wrong
 
@@ -89,7 +90,7 @@ def _first_client_only(round_inputs):
 @pytest.mark.slow
 def test_wrong_aggregation_weights_leave_the_band(tmp_path, monkeypatch):
   exp = expected()
-  monkeypatch.setattr(train.Run, "round_inputs", _first_client_only(train.Run.round_inputs))
+  monkeypatch.setattr(train.Run, "round_data", _first_client_only(train.Run.round_data))
   results, _ = regression.run(str(tmp_path), [SEED], ["pep"])
   record = results["pep"][0]
   # Measured (seed 0, 8 host devices): global_acc 54.9 (band lower end 56.1), worst-10% 40.6
