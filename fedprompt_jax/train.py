@@ -305,9 +305,10 @@ class Run:
     c = self.c
     rows = eval_subset.robust_rows(self.source.test, num_examples, c.adv.eval_subset,
                                    c.adv.eval_subset_seed)
-    test = self.source.test if c.adv.eval_subset == "first" else subset(self.source.test, rows)
+    # Row i of the subset is its i-th attacked example ("first": row i of the test split), so
+    # the per-example attack keys, which fold in i, are those of the first-rows evaluation.
     return evaluate.robust_report(robust, self.frozen, params, self.aux, extra,
-                                  self.global_client, test, len(rows),
+                                  self.global_client, subset(self.source.test, rows), len(rows),
                                   batch_size, jax.random.key(self.c.seed + 1),
                                   self.sanity_robust, self.c.adv.sanity_examples)
 
