@@ -36,7 +36,9 @@ def target_config(c: ml_collections.ConfigDict, data: str, domains: tuple[str, .
   """The run's config with its data section pointed at the target (test split only).
 
   Shapes keeps the run's per-class-and-domain test size and seed; with no `domains` it
-  evaluates the shapes domains the run did not train on (all five if it trained elsewhere).
+  evaluates the shapes domains of the run's world that it did not train on: the tinted
+  ones (world v2) if it trained on any tinted domain, else the five base ones (all five
+  if it trained elsewhere).
   Attribute sentences (FedMVP) are the target's: `attributes_file` if given, else the run's
   file when the target is the run's own data set (other domains of its classes), else the
   target's shipped file (assets/attributes/<name>.json), if any.
@@ -53,8 +55,10 @@ def target_config(c: ml_collections.ConfigDict, data: str, domains: tuple[str, .
   t.data.source = data
   t.data.base_novel = False
   if data == "shapes":
-    trained = tuple(c.data.domains or shapes.DOMAINS) if c.data.source == "shapes" else ()
-    t.data.domains = tuple(domains) or tuple(d for d in shapes.DOMAINS if d not in trained)
+    trained = tuple(c.data.domains or shapes.BASE_DOMAINS) if c.data.source == "shapes" else ()
+    world_domains = (shapes.TINTED_DOMAINS if set(trained) & set(shapes.TINTED_DOMAINS)
+                     else shapes.BASE_DOMAINS)
+    t.data.domains = tuple(domains) or tuple(d for d in world_domains if d not in trained)
     if not t.data.domains:
       raise ValueError("the run trained on every shapes domain; give --domains=<names> "
                        f"(valid: {', '.join(shapes.DOMAINS)})")

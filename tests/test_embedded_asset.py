@@ -51,18 +51,10 @@ def test_zero_shot_on_held_out_test_images(embedded):
   assert acc_digits["all"] >= 0.75, acc_digits
 
 
-def _headroom_script():
-  spec = importlib.util.spec_from_file_location(
-      "prompt_headroom", os.path.join(REPO, "scripts", "prompt_headroom.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
 def test_falsecolour_leaves_room_for_prompts(embedded):
   """The held-out falsecolour domain: zero-shot poor, 8-shot deep VPT far above it (~16% -> ~46%)."""
   model, params, tok = embedded
-  headroom = _headroom_script()
+  from fedprompt_jax import headroom  # pylint: disable=import-outside-toplevel
   sh = shapes.make_shapes(8, 4, world.IMAGE_SIZE, seed=54321, domains=("falsecolour",))
   head = zeroshot.class_text_features(model, params, tok, sh.class_names, world.ZEROSHOT_TEMPLATES)
   zero_shot = float((zeroshot.predict(model, params, head, sh.test.images) == sh.test.labels).mean())

@@ -4,7 +4,7 @@ Each class is a (colour, shape) pair such as "red circle": 6 colours x 8 shapes
 = 48 classes. Within a class every example varies in size (the shape spans
 about 44-76% of the image side), position, rotation (+-35 degrees), fill
 (solid or outlined) and surface texture (plain, stripes, dots). Each example is
-drawn in one of five visual domains:
+drawn in one of nine visual domains: five base ones,
 
   photo        smooth two-colour gradient background, soft shading and a drop
                shadow on the shape.
@@ -19,6 +19,17 @@ drawn in one of five visual domains:
                names. Most colour names are wrong for it, so a model that never
                saw the domain does poorly zero-shot, while the image still holds
                everything needed to tell the classes apart.
+
+and, for world v2 (issue 14), four tinted domains: `tinted_photo`, `tinted_sketch`,
+`tinted_noisy`, `tinted_pattern` are the four domains above seen through one fixed
+colour cast, a rotation of the chroma plane by 24 degrees in YIQ (as a camera with a
+strong, wrong white balance): red turns pink-magenta, orange salmon-red, yellow orange,
+green lime, blue cyan-blue, purple violet (HSV hues move by -15 to -35 degrees); shape,
+texture and luminance are kept. The cast is the same in all four, so one prompt can
+learn it for all of them: they neither contradict each other nor need each other,
+unlike `falsecolour` against the true-colour domains. None of them was seen in the
+tiny CLIP's pretraining. `BASE_DOMAINS` are the five above (the default), and
+`TINTED_DOMAINS` the four tinted ones.
 
 Class colours are saturated and backgrounds are muted, so colour (and shape)
 stay recoverable in every domain while raw pixels differ a lot between them.
@@ -51,8 +62,13 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "purple": (140, 55, 180),
     "orange": (245, 130, 25),
 }
-DOMAINS: tuple[str, ...] = ("photo", "sketch", "noisy", "pattern", "falsecolour")
+BASE_DOMAINS: tuple[str, ...] = ("photo", "sketch", "noisy", "pattern", "falsecolour")
+TINTED_DOMAINS: tuple[str, ...] = ("tinted_photo", "tinted_sketch", "tinted_noisy", "tinted_pattern")
+# Every valid domain name. New names go at the end: a domain's index seeds its random
+# stream, so appending keeps the bytes of every existing domain.
+DOMAINS: tuple[str, ...] = BASE_DOMAINS + TINTED_DOMAINS
 _FALSE_COLOUR_CHANNELS = (1, 0, 2)  # output (R, G, B) = input (G, R, B)
+TINT_DEGREES = 24.0  # rotation of the YIQ chroma plane (I, Q) of the tinted domains
 CLASS_NAMES: tuple[str, ...] = tuple(f"{c} {s}" for s in SHAPES for c in COLOURS)
 
 
@@ -84,7 +100,7 @@ def make_shapes(
     num_test_per_class_domain: int,
     image_size: int = 32,
     seed: int = 0,
-    domains: Sequence[str] = DOMAINS,
+    domains: Sequence[str] = BASE_DOMAINS,
     classes: Sequence[str] | None = None,
 ) -> dataset.DataSource:
   """Renders the shapes data set.
@@ -94,7 +110,8 @@ def make_shapes(
     num_test_per_class_domain: test examples per (class, domain) pair.
     image_size: side S of the square images.
     seed: non-negative integer seed; equal seeds give identical bytes.
-    domains: names from `DOMAINS`; domain index i means domains[i].
+    domains: names from `DOMAINS` (default `BASE_DOMAINS`, the untinted five);
+      domain index i means domains[i].
     classes: names from `CLASS_NAMES` (default all 48); label i means
       classes[i].
 
@@ -178,6 +195,7 @@ def _render_block(
 
 def _draw_domain_style(rng: np.random.Generator, domain: str, n: int) -> dict[str, np.ndarray]:
   """Draws the per-example background parameters of a domain."""
+  domain = _untinted(domain)
   if domain in ("photo", "falsecolour"):
     return {
         "c1": _muted(rng, n, (0.05, 0.35), (0.35, 0.9)),
@@ -415,6 +433,41 @@ def _render_falsecolour(rng, geom, rgb, solid, texture, style):
   return photo[..., _FALSE_COLOUR_CHANNELS]
 
 
+def _untinted(domain: str) -> str:
+  """The base domain a tinted one is drawn from ("tinted_photo" -> "photo"); others as they are."""
+  return domain.removeprefix("tinted_")
+
+
+def tint_matrix(degrees: float = TINT_DEGREES) -> np.ndarray:
+  """[3, 3] linear map of RGB that rotates the YIQ chroma plane by `degrees`, keeping Y (luma).
+
+  Computed in float64 through LAPACK, so its last bits may differ between machines: the
+  renderer uses `_TINT`, this matrix rounded to 6 decimals, to keep the bytes identical.
+  """
+  to_yiq = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+  t = np.deg2rad(degrees)
+  rotate = np.array([[1, 0, 0], [0, np.cos(t), -np.sin(t)], [0, np.sin(t), np.cos(t)]])
+  return np.linalg.inv(to_yiq) @ rotate @ to_yiq
+
+
+# tint_matrix(TINT_DEGREES) to 6 decimals (tests/test_data_shapes.py checks the two agree).
+_TINT = np.array([[1.00798, 0.184892, -0.192873],
+                  [-0.107545, 0.978372, 0.129173],
+                  [0.532831, -0.373571, 0.840739]], np.float32)
+
+
+def _tinted(render):
+  """A renderer of the same scene through the tinted camera: clip to [0, 255], then the cast."""
+  def render_tinted(rng, geom, rgb, solid, texture, style):
+    image = np.clip(render(rng, geom, rgb, solid, texture, style), 0, 255)
+    # Elementwise products and sums in a fixed order (not a BLAS matmul, whose kernels and
+    # rounding vary by CPU): float32 IEEE arithmetic, the same bytes on every machine.
+    channels = [image[..., j] for j in range(3)]
+    return np.stack([(channels[0] * _TINT[i, 0] + channels[1] * _TINT[i, 1])
+                     + channels[2] * _TINT[i, 2] for i in range(3)], axis=-1)
+  return render_tinted
+
+
 _DOMAIN_RENDERERS = {
     "photo": _render_photo,
     "sketch": _render_sketch,
@@ -422,3 +475,5 @@ _DOMAIN_RENDERERS = {
     "pattern": _render_pattern,
     "falsecolour": _render_falsecolour,
 }
+_DOMAIN_RENDERERS.update({
+    f"tinted_{base}": _tinted(_DOMAIN_RENDERERS[base]) for base in ("photo", "sketch", "noisy", "pattern")})
