@@ -73,8 +73,8 @@ def get_config(arg=None):
   c = config_lib.default_config()
   c.method.name = "pep"
   # World v2's three tinted domains, mixed across clients: PEP-FedPT's setting is label and
-  # domain heterogeneity, on domains where prompts have room (zero-shot 26-60%; one 16-shot deep
-  # VPT gains 16-34 points on each: README, "Room for prompts"). `tinted_pattern` stays unseen.
+  # domain heterogeneity, on domains where prompts have room (zero-shot 25-65%; one 16-shot deep
+  # VPT gains on each: README, "Room for prompts"). `tinted_pattern` stays unseen.
   c.data.domains = world.FEDERATED_DOMAINS
   c.method.num_shared = 4
   c.method.num_class_tokens = 4

@@ -213,7 +213,7 @@ def test_world_bytes_are_pinned():
   base = shapes.make_shapes(2, 1, image_size=32, seed=0, classes=_FEW)
   tinted = shapes.make_shapes(2, 1, image_size=32, seed=0, classes=_FEW,
                               domains=shapes.TINTED_DOMAINS)
-  assert (_digest(base), _digest(tinted)) == ("e72753e3e8249ae3", "06dc5f01b645d2ad")
+  assert (_digest(base), _digest(tinted)) == ("e72753e3e8249ae3", "30d34e4c35eeca3d")
 
 
 def test_tint_is_a_chroma_rotation_that_keeps_the_information():
