@@ -117,6 +117,10 @@ def test_missing_results_and_bad_blocks(tmp_path):
     readme_sync.mismatches(readme("nope"), str(tmp_path))
   with pytest.raises(readme_sync.ReadmeSyncError, match="never closed"):
     readme_sync.mismatches("<!-- results:main -->\nx\n", str(tmp_path))
+  with pytest.raises(readme_sync.ReadmeSyncError, match="never closed"):
+    readme_sync.mismatches("<!-- results:main -->\nx <!-- /results:main -->\n", str(tmp_path))
+  # Mentions inside a line are prose, not markers.
+  assert readme_sync.block_names("Blocks are `<!-- results:NAME -->` lines.\n") == []
   with pytest.raises(readme_sync.ReadmeSyncError, match="more than one"):
     readme_sync.mismatches(readme("main", "main"), str(tmp_path))
 

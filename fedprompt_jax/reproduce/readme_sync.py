@@ -1,6 +1,7 @@
-"""README blocks generated from results/: `<!-- results:NAME -->` ... `<!-- /results:NAME -->`.
+"""README blocks generated from results/: `<!-- results:NAME -->` ... `<!-- /results:NAME -->`,
+each marker on a line of its own.
 
-A block's body is, byte for byte, results/NAME/table.md (without its final newline). `sync`
+The lines between a block's two markers are, byte for byte, results/NAME/table.md. `sync`
 rewrites every block from its file; `mismatches` names each block that differs from its file
 or whose file is missing (tests/test_readme_results.py asserts there are none). A block whose
 NAME is not a table of the registry (tables.NAMES), a block opened twice or never closed is an
@@ -15,7 +16,8 @@ from typing import Iterable
 
 from fedprompt_jax.reproduce import tables
 
-_MARKER = re.compile(r"<!-- (/?)results:([A-Za-z0-9_.-]*) -->")
+# A marker is a line of its own (a mention inside a sentence or code span is not one).
+_MARKER = re.compile(r"^<!-- (/?)results:(\S*) -->[ \t]*$", re.M)
 
 
 class ReadmeSyncError(ValueError):
