@@ -55,7 +55,9 @@ def _copy(src: str):
 
 
 def _settings_note(overrides) -> str:
-  return (" with " + ", ".join(f"`{o}`" for o in overrides)) if overrides else ""
+  """" with `k=v`, ..." for the overrides in effect (a key given twice: its last value)."""
+  last = {o.partition("=")[0].strip(): o for o in overrides}
+  return (" with " + ", ".join(f"`{o}`" for o in last.values())) if last else ""
 
 
 def main(options: Options) -> Produced:
