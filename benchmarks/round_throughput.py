@@ -501,8 +501,8 @@ def parse_args(argv=None) -> argparse.Namespace:
   return a
 
 
-def main(argv=None) -> None:
-  args = parse_args(argv)
+def run(args: argparse.Namespace) -> dict[str, Any]:
+  """Runs the sections of `args` (parse_args) and the targets; returns every figure."""
   bench = Bench(args)
   print(f"backend {jax.default_backend()}, devices {len(jax.devices())} "
         f"(--devices {args.devices}), default chunk {bench.default_chunk or 'vmap'}, models "
@@ -511,9 +511,15 @@ def main(argv=None) -> None:
   for section in args.sections.split(","):
     getattr(bench, f"section{section.strip()}")()
   bench.targets()
+  return bench.results
+
+
+def main(argv=None) -> None:
+  args = parse_args(argv)
+  results = run(args)
   if args.json:
     with open(args.json, "w") as f:
-      json.dump(dict(bench.results, args=vars(args)), f, indent=1, default=str)
+      json.dump(dict(results, args=vars(args)), f, indent=1, default=str)
 
 
 if __name__ == "__main__":

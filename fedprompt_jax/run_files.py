@@ -33,6 +33,11 @@ def _saved_partition_hash(path: str) -> str | None:
     return None
 
 
+def partition_hash(workdir: str) -> str | None:
+  """The content hash of a run's saved partition (workdir/partition.npz); None without one."""
+  return _saved_partition_hash(os.path.join(workdir, "partition.npz"))
+
+
 def write_run_files(c: ml_collections.ConfigDict, partition: partition_lib.Partition,
                     source: source_lib.DataSource, workdir: str) -> None:
   """config.json and the partition (npz with its hash, summary, PNG); chief process only.

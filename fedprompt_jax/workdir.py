@@ -13,6 +13,7 @@ existed) counts as unchanged when the new config holds its default value.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from typing import Any
@@ -63,6 +64,15 @@ def check_writable(workdir: str) -> None:
 def config_values(c: ml_collections.ConfigDict) -> dict[str, Any]:
   """{dotted key: JSON value} of a config, as config.json holds it."""
   return _flatten(json.loads(c.to_json_best_effort(sort_keys=True)))
+
+
+def config_hash(c: ml_collections.ConfigDict) -> str:
+  """SHA-256 of the canonical JSON of a config without `seed` and without RESUMABLE_KEYS (keys
+  that do not change results): the same experiment on every seed has the same hash."""
+  values = {k: v for k, v in config_values(c).items()
+            if k != "seed" and k not in RESUMABLE_KEYS}
+  text = json.dumps(values, sort_keys=True, separators=(",", ":"))
+  return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:

@@ -152,6 +152,12 @@ def robust_keys(results: dict) -> tuple:
           + tuple(k for k in ends[1:] if k in keys))
 
 
+def reported_metrics(comparison: Comparison, results: dict) -> tuple:
+  """The keys the table reports: the comparison's metrics, then (robust comparisons) every
+  robust_acc/* key of the runs' final records."""
+  return comparison.metrics + (robust_keys(results) if comparison.robust else ())
+
+
 def table(results: dict, metrics=METRICS) -> str:
   lines = ["| method | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
   for name, runs in results.items():
@@ -193,7 +199,7 @@ def run_comparison(comparison: Comparison, workdir: str, seeds, methods, overrid
       c = run_config(comparison, name, seed, overrides)
       records = train.train_and_evaluate(c, os.path.join(workdir, f"{name}_seed{seed}"))
       results.setdefault(name, []).append(records[-1])
-  metrics = comparison.metrics + (robust_keys(results) if comparison.robust else ())
+  metrics = reported_metrics(comparison, results)
   text = table(results, metrics)
   os.makedirs(workdir, exist_ok=True)
   atomic.write_text(os.path.join(workdir, "comparison.md"),

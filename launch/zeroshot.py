@@ -21,16 +21,18 @@ from fedprompt_jax.models.tokenizer import TokenizerError, load_tokenizer  # noq
 FLAGS = flags.FLAGS
 
 
-def source_kwargs() -> dict:
-  if FLAGS.data == "shapes":
-    return dict(num_train_per_class_domain=0,
-                num_test_per_class_domain=FLAGS.test_per_class_domain, seed=FLAGS.seed)
-  if FLAGS.data == "digits":
-    return dict(seed=FLAGS.seed)
-  if FLAGS.data == "tfds":
-    if not FLAGS.tfds_name or not FLAGS.data_dir:
+def source_kwargs(data: str, test_per_class_domain: int = 20, seed: int = 0,
+                  tfds_name: str | None = None, data_dir: str | None = None) -> dict:
+  """load_source's keywords for the test split of `data` (shapes, digits or tfds)."""
+  if data == "shapes":
+    return dict(num_train_per_class_domain=0, num_test_per_class_domain=test_per_class_domain,
+                seed=seed)
+  if data == "digits":
+    return dict(seed=seed)
+  if data == "tfds":
+    if not tfds_name or not data_dir:
       raise ValueError("--data=tfds needs --tfds_name and --data_dir")
-    return dict(name=FLAGS.tfds_name, data_dir=os.path.expanduser(FLAGS.data_dir))
+    return dict(name=tfds_name, data_dir=os.path.expanduser(data_dir))
   return {}
 
 
@@ -40,7 +42,9 @@ def main(argv):
   try:
     model, params, ckpt_dir = load_clip(FLAGS.checkpoint)
     tok = load_tokenizer(ckpt_dir, model.config.text.max_position_embeddings)
-    src = load_source(FLAGS.data, image_size=model.config.vision.image_size, **source_kwargs())
+    src = load_source(FLAGS.data, image_size=model.config.vision.image_size,
+                      **source_kwargs(FLAGS.data, FLAGS.test_per_class_domain, FLAGS.seed,
+                                      FLAGS.tfds_name, FLAGS.data_dir))
     acc = zeroshot_eval.accuracy_by_domain(model, params, tok, src, FLAGS.templates,
                                            batch_size=FLAGS.batch_size)
   except (CheckpointError, TokenizerError, ValueError, FileNotFoundError) as e:

@@ -24,7 +24,6 @@ after any change that is meant to move the numbers.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import platform
@@ -67,16 +66,13 @@ def methods() -> list[str]:
 def config_hash(method: str) -> str:
   """SHA-256 of the canonical JSON of `method`'s shortened config, without `seed` and the
   keys that may change on resume (workdir.RESUMABLE_KEYS: they do not change results)."""
-  c = compare.run_config(compare.COMPARISONS[COMPARISON], method, 0, SHORT)
-  values = {k: v for k, v in workdir_lib.config_values(c).items()
-            if k != "seed" and k not in workdir_lib.RESUMABLE_KEYS}
-  text = json.dumps(values, sort_keys=True, separators=(",", ":"))
-  return hashlib.sha256(text.encode()).hexdigest()
+  return workdir_lib.config_hash(compare.run_config(compare.COMPARISONS[COMPARISON], method, 0,
+                                                    SHORT))
 
 
 def partition_hash(run_dir: str) -> str:
-  from fedprompt_jax.data import partition as partition_lib  # pylint: disable=import-outside-toplevel
-  return partition_lib.Partition.load(os.path.join(run_dir, "partition.npz")).content_hash()
+  from fedprompt_jax import run_files  # pylint: disable=import-outside-toplevel
+  return run_files.partition_hash(run_dir)
 
 
 def run(workdir: str, seeds, names=None) -> tuple[dict, dict]:

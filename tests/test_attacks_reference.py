@@ -1,5 +1,8 @@
 """Our PGD and APGD against PyTorch references on the parity fixture (clip_tiny_a).
 
+(a) and (b) are computed by benchmarks/attack_reference.py (also the `attacks` table of
+launch/reproduce.py); this file asserts on its figures.
+
 The classifier, identical in JAX and torch (transformers' CLIPModel, pixel
 normalisation inside the torch wrapper so both attack [0, 1] pixels):
   logits = SCALE * (normalize(image_embeds) - mu) @ H.T
@@ -24,193 +27,63 @@ classes). Labels are torch's clean predictions, so clean accuracy is 100%.
 
 from __future__ import annotations
 
-import importlib.util
+import os
+import sys
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from clip_fixtures import fixture_dir, reference
-from fedprompt_jax.attacks import apgd, pgd
 from fedprompt_jax.attacks.apgd import _single_run as single_run  # pylint: disable=protected-access
 from fedprompt_jax.attacks.apgd import _start as apgd_start  # pylint: disable=protected-access
 from fedprompt_jax.attacks.pgd import make_objective
-from fedprompt_jax.models import hf_loader
-from fedprompt_jax.models.clip import normalize
-from fedprompt_jax.models.clip_config import OPENAI_MEAN, OPENAI_STD
 from test_attacks import EPS, MODEL, NORMS, X, Y
 
-HAS_TORCH = all(importlib.util.find_spec(m) is not None for m in ("torch", "transformers"))
-HAS_ART = HAS_TORCH and importlib.util.find_spec("art") is not None
-needs_torch = pytest.mark.skipif(not HAS_TORCH, reason="torch/transformers not installed")
-needs_art = pytest.mark.skipif(not HAS_ART, reason="adversarial-robustness-toolbox not installed")
-if HAS_TORCH:
-  import torch  # pylint: disable=g-import-not-at-top
-  import transformers  # pylint: disable=g-import-not-at-top
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "benchmarks"))
+import attack_reference as ref_lib  # noqa: E402  pylint: disable=wrong-import-position
 
-SCALE = 40.0
-N_PGD, PGD_EPS, PGD_STEP, PGD_STEPS = 8, 4 / 255, 1 / 255, 5
-TIE = 1e-5           # |reference gradient| below this counts as a sign tie
-N_APGD, APGD_EPS, APGD_STEPS = 128, 0.5 / 255, 10
-
-
-def images(n: int, seed: int) -> np.ndarray:
-  """Blocky random images (8x8 upsampled to 32x32, plus a little noise) in [0, 1]."""
-  rng = np.random.default_rng(seed)
-  low = rng.uniform(0, 1, (n, 8, 8, 3))
-  x = np.repeat(np.repeat(low, 4, axis=1), 4, axis=2) + rng.normal(0, 0.05, (n, 32, 32, 3))
-  return np.clip(x, 0, 1).astype(np.float32)
-
-
-def torch_classifier(clip, mu: np.ndarray, head: np.ndarray):
-  """transformers' CLIPModel image tower + the fixed head; input [B, H, W, 3] in [0, 1]."""
-
-  class TorchClassifier(torch.nn.Module):
-
-    def __init__(self):
-      super().__init__()
-      self.clip = clip
-      self.register_buffer("mean", torch.tensor(OPENAI_MEAN).view(1, 3, 1, 1))
-      self.register_buffer("std", torch.tensor(OPENAI_STD).view(1, 3, 1, 1))
-      self.register_buffer("mu", torch.from_numpy(mu))
-      self.register_buffer("head", torch.from_numpy(head))
-
-    def forward(self, x):
-      pixel_values = (x.permute(0, 3, 1, 2) - self.mean) / self.std
-      feats = self.clip.get_image_features(pixel_values=pixel_values)
-      feats = getattr(feats, "pooler_output", feats)
-      feats = feats / feats.norm(dim=-1, keepdim=True)
-      return SCALE * (feats - self.mu) @ self.head.T
-
-  return TorchClassifier().eval()
+needs_torch = pytest.mark.skipif(not ref_lib.HAS_TORCH, reason="torch/transformers not installed")
+needs_art = pytest.mark.skipif(not ref_lib.HAS_ART,
+                               reason="adversarial-robustness-toolbox not installed")
 
 
 @pytest.fixture(scope="module")
 def setup():
   """(JAX logits_fn, torch classifier, the APGD test images [N_APGD, 32, 32, 3])."""
-  threads = torch.get_num_threads()
-  torch.set_num_threads(1)  # deterministic reductions; restored after this module
-  model, params, _ = hf_loader.load_clip(fixture_dir("clip_tiny_a"))
-  text = reference("clip_tiny_a")["text_embeds"]
-  head = text - text.mean(0)
-  head = (head / np.linalg.norm(head, axis=1, keepdims=True)).astype(np.float32)
-  x_apgd = images(N_APGD, seed=0)
-  embed = jax.jit(lambda x: normalize(model.encode_image(params, x).embeds))
-  mu = np.asarray(embed(x_apgd)).mean(0).astype(np.float32)
-
-  def logits_fn(x):
-    return SCALE * (normalize(model.encode_image(params, x).embeds) - mu) @ jnp.asarray(head).T
-
-  clip = transformers.CLIPModel.from_pretrained(fixture_dir("clip_tiny_a")).eval()
-  torch_model = torch_classifier(clip, mu, head)
-  yield logits_fn, torch_model, x_apgd
-  torch.set_num_threads(threads)
-
-
-def torch_logits(torch_model, x: np.ndarray) -> np.ndarray:
-  with torch.no_grad():
-    return torch_model(torch.from_numpy(x)).numpy()
-
-
-def art_classifier(torch_model):
-  from art.estimators.classification import (  # pylint: disable=import-outside-toplevel
-      PyTorchClassifier)
-  return PyTorchClassifier(model=torch_model, loss=torch.nn.CrossEntropyLoss(),
-                           input_shape=(32, 32, 3), nb_classes=6, clip_values=(0.0, 1.0),
-                           channels_first=False)
-
-
-def reference_pgd(torch_model, x: np.ndarray, y: np.ndarray):
-  """The textbook loop x <- clip(clip(x + a sign(g), x0 - eps, x0 + eps), 0, 1).
-
-  Returns the iterates and the gradients they were computed from, one per step.
-  """
-  x0 = torch.from_numpy(x)
-  labels = torch.from_numpy(y.astype(np.int64))
-  x_adv, iterates, grads = x0.clone(), [], []
-  for _ in range(PGD_STEPS):
-    x_adv.requires_grad_(True)
-    loss = torch.nn.functional.cross_entropy(torch_model(x_adv), labels, reduction="sum")
-    grad = torch.autograd.grad(loss, x_adv)[0]
-    with torch.no_grad():
-      x_adv = x_adv + PGD_STEP * grad.sign()
-      x_adv = torch.clamp(torch.min(torch.max(x_adv, x0 - PGD_EPS), x0 + PGD_EPS), 0.0, 1.0)
-    iterates.append(x_adv.numpy().copy())
-    grads.append(grad.numpy())
-  return iterates, grads
+  threads = ref_lib.torch.get_num_threads()
+  ref_lib.torch.set_num_threads(1)  # deterministic reductions; restored after this module
+  yield ref_lib.make_setup()
+  ref_lib.torch.set_num_threads(threads)
 
 
 @needs_torch
 def test_pgd_matches_torch_step_for_step(setup):
   logits_fn, torch_model, _ = setup
-  x = images(N_PGD, seed=1)
-  y = torch_logits(torch_model, x).argmax(1).astype(np.int32)
-  ref_iterates, ref_grads = reference_pgd(torch_model, x, y)
-
+  out = ref_lib.pgd_vs_references(logits_fn, torch_model)
   # Our gradient at each reference iterate: its discrepancy must be well below TIE, so
   # every coordinate with |reference gradient| >= TIE has the same sign in both.
-  grad_fn = jax.jit(jax.grad(lambda v: -jnp.sum(jnp.take_along_axis(
-      jax.nn.log_softmax(logits_fn(v)), jnp.asarray(y)[:, None], 1))))
-  starts = [x] + ref_iterates[:-1]
-  grad_diff = max(float(np.abs(np.asarray(grad_fn(s)) - g).max())
-                  for s, g in zip(starts, ref_grads))
-  assert grad_diff < TIE / 4, grad_diff
-
-  run_all = jax.jit(lambda x, y: [pgd(logits_fn, x, y, None, eps=PGD_EPS, step_size=PGD_STEP,
-                                      steps=k, random_start=False)
-                                  for k in range(1, PGD_STEPS + 1)])
-  ours = [np.asarray(v) for v in run_all(x, jnp.asarray(y))]
-  art = None
-  if HAS_ART:
-    from art.attacks.evasion import (  # pylint: disable=import-outside-toplevel
-        ProjectedGradientDescent)
-    classifier = art_classifier(torch_model)
-    art = [ProjectedGradientDescent(classifier, norm=np.inf, eps=PGD_EPS, eps_step=PGD_STEP,
-                                    max_iter=k, num_random_init=0, batch_size=N_PGD,
-                                    verbose=False).generate(x, y)
-           for k in range(1, PGD_STEPS + 1)]
-
-  tie = np.zeros(x.shape, bool)
-  for k in range(PGD_STEPS):
-    tie |= np.abs(ref_grads[k]) < TIE
-    diff = np.abs(ours[k] - ref_iterates[k])
-    line = (f"PGD step {k + 1}: max|ours - torch loop| = {diff.max():.2e} "
-            f"(ties excluded: {diff[~tie].max():.2e}, {tie.sum()} tie coords)")
-    assert diff[~tie].max() <= 1e-5, line
-    if art is not None:
-      diff_art = np.abs(ours[k] - art[k])
-      line += (f"; max|ours - ART| = {diff_art.max():.2e}; "
-               f"max|ART - torch loop| = {np.abs(art[k] - ref_iterates[k]).max():.2e}")
-      assert diff_art[~tie].max() <= 1e-5, line
-    print(line)
-  assert np.abs(ours[-1] - x).max() > 0.9 * PGD_EPS  # it moved to the boundary
-  print(f"PGD gradients: max|torch - JAX| over the 5 reference iterates {grad_diff:.2e} "
-        f"(TIE = {TIE:g})")
+  assert out["grad_diff"] < ref_lib.TIE / 4, out["grad_diff"]
+  for row in out["steps"]:
+    print(row)
+    assert row["max_diff_no_ties"] <= 1e-5, row
+    if "art_diff" in row:
+      assert row["art_diff_no_ties"] <= 1e-5, row
+  assert out["moved"] > 0.9 * ref_lib.PGD_EPS  # it moved to the boundary
+  print(f"PGD gradients: max|torch - JAX| over the 5 reference iterates {out['grad_diff']:.2e} "
+        f"(TIE = {ref_lib.TIE:g})")
 
 
 @needs_art
 def test_apgd_ce_robust_accuracy_matches_art(setup):
-  from art.attacks.evasion import (  # pylint: disable=import-outside-toplevel
-      AutoProjectedGradientDescent)
   logits_fn, torch_model, x = setup
-  y = torch_logits(torch_model, x).argmax(1).astype(np.int32)
-  np.random.seed(0)  # ART draws its random start from numpy
-  attack = AutoProjectedGradientDescent(
-      art_classifier(torch_model), norm=np.inf, eps=APGD_EPS, eps_step=2 * APGD_EPS,
-      max_iter=APGD_STEPS, targeted=False, nb_random_init=1, batch_size=N_APGD,
-      loss_type="cross_entropy", verbose=False)
-  x_art = attack.generate(x, y)
-  art_acc = float(np.mean(torch_logits(torch_model, x_art).argmax(1) == y))
-
-  run = jax.jit(lambda x, y, key: apgd(logits_fn, x, y, key, eps=APGD_EPS, steps=APGD_STEPS))
-  x_ours = np.asarray(run(x, jnp.asarray(y), jax.random.key(0)))
-  assert np.abs(x_ours - x).max() <= APGD_EPS + 1e-6
-  ours_acc = float(np.mean(np.asarray(jnp.argmax(logits_fn(x_ours), -1)) == y))
-  print(f"APGD-CE L-inf eps={APGD_EPS * 255:g}/255, {APGD_STEPS} steps, n={N_APGD}: "
-        f"robust accuracy ours {ours_acc:.2%}, ART {art_acc:.2%}")
-  assert 0.05 < art_acc < 0.95  # a budget where the comparison means something
-  assert abs(ours_acc - art_acc) <= 0.01 + 1e-9
+  out = ref_lib.apgd_vs_art(logits_fn, torch_model, x)
+  assert out["max_perturbation"] <= ref_lib.APGD_EPS + 1e-6
+  print(f"APGD-CE L-inf eps={ref_lib.APGD_EPS * 255:g}/255, {ref_lib.APGD_STEPS} steps, "
+        f"n={ref_lib.N_APGD}: robust accuracy ours {out['ours_acc']:.2%}, ART "
+        f"{out['art_acc']:.2%}")
+  assert 0.05 < out["art_acc"] < 0.95  # a budget where the comparison means something
+  assert abs(out["ours_acc"] - out["art_acc"]) <= 0.01 + 1e-9
 
 
 def autoattack_apgd(value_grad, x, y, x_start, eps, n_iter, norm, rho=0.75):

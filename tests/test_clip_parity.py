@@ -8,27 +8,17 @@ import numpy as np
 import pytest
 
 from clip_fixtures import HAS_TORCH, NAMES, fixture_dir, reference
-from fedprompt_jax.models import hf_loader
-from fedprompt_jax.models.clip import normalize
+from fedprompt_jax.models import hf_loader, parity
+from fedprompt_jax.models.parity import max_diffs
 
 TOL = 1e-5
 SCRIPTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts")
 
 
 def our_outputs(name, ckpt_dir=None):
-  model, params, _ = hf_loader.load_clip(ckpt_dir or fixture_dir(name))
   ref = reference(name)
-  image = model.encode_image(params, ref["pixels"]).embeds
-  text = model.encode_text(params, ref["input_ids"], ref["attention_mask"]).embeds
-  return dict(
-      image_features=np.asarray(image), text_features=np.asarray(text),
-      image_embeds=np.asarray(normalize(image)), text_embeds=np.asarray(normalize(text)),
-      logits_per_image=np.asarray(model.logits(params, ref["pixels"], ref["input_ids"],
-                                               ref["attention_mask"])))
-
-
-def max_diffs(ours, ref):
-  return {k: float(np.abs(ours[k] - ref[k]).max()) for k in ours}
+  return parity.our_outputs(ckpt_dir or fixture_dir(name), ref["pixels"], ref["input_ids"],
+                            ref["attention_mask"])
 
 
 @pytest.mark.parametrize("name", NAMES)

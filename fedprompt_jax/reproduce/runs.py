@@ -1,0 +1,167 @@
+"""Producers of the tables that train: the main command and launch/compare.py's comparisons.
+
+Every run is an ordinary `train.train_and_evaluate(config, workdir)`, so a second call resumes
+unfinished runs and skips finished ones (it only re-reads their records). The comparisons go
+through launch/compare.py's `run_comparison` (the same configs, shared keys and table values as
+`python launch/compare.py --comparison=...`). Figures are the runs' own PNGs, copied.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import sys
+
+from fedprompt_jax.reproduce import results_io
+from fedprompt_jax.reproduce.tables import REPO, Options, Produced
+
+MAIN_CONFIG = "configs/pep.py"
+# The README's comparison table and the PEP ablations: the PEP default's federation, but 15
+# rounds and no robust evaluation (README "Method comparison"). --set goes after these.
+COMPARE_DEFAULTS = ("fed.rounds=15", "eval.every=15", "adv.eval=()")
+PEP_MIXINGS = ("bayes", "prior_only", "prototype_only", "uniform")
+LABELS = {
+    "zeroshot_acc": "zero-shot", "global_acc": "global", "pers_acc_mean": "personalised mean",
+    "pers_acc_worst10": "worst-10%", "novel_acc": "novel", "base_novel_hm": "base-novel HM",
+    "robust_acc/clean": "clean (attacked images)", "robust_acc/worst": "worst case",
+}
+MAIN_KEYS = ("zeroshot_acc", "global_acc", "pers_acc_mean", "pers_acc_worst10")
+
+
+def label(key: str) -> str:
+  """The column header of a metric key."""
+  if key in LABELS:
+    return LABELS[key]
+  if key.startswith("robust_acc/worst@"):
+    return "worst case " + key[len("robust_acc/worst@"):]
+  return key[len("robust_acc/"):] if key.startswith("robust_acc/") else key
+
+
+def compare_module():
+  """launch/compare.py, imported as scripts/readme_figures.py does."""
+  launch = os.path.join(REPO, "launch")
+  if launch not in sys.path:
+    sys.path.insert(0, launch)
+  import compare  # pylint: disable=import-outside-toplevel
+  return compare
+
+
+def _copy(src: str):
+  """A figure_fn that copies `src` (None when the run drew no such file)."""
+  if not os.path.exists(src):
+    return None
+  return lambda path: shutil.copyfile(src, path)
+
+
+def _settings_note(overrides) -> str:
+  """" with `k=v`, ..." for the overrides in effect (a key given twice: its last value)."""
+  last = {o.partition("=")[0].strip(): o for o in overrides}
+  return (" with " + ", ".join(f"`{o}`" for o in last.values())) if last else ""
+
+
+def main(options: Options) -> Produced:
+  """The main command per seed: seed rows, then mean and std over seeds; final round, in %."""
+  from fedprompt_jax import cli, run_files, train  # pylint: disable=import-outside-toplevel
+  from fedprompt_jax import workdir as workdir_lib  # pylint: disable=import-outside-toplevel
+  compare = compare_module()
+  defaults = cli.config_defaults(os.path.join(REPO, MAIN_CONFIG))
+  finals, partitions, config_hashes, rounds = {}, {}, set(), set()
+  for seed in options.seeds:
+    c = compare.load_config(MAIN_CONFIG, list(options.overrides) + [f"seed={int(seed)}"])
+    run_dir = os.path.join(options.workdir, f"main_seed{seed}")
+    records = train.train_and_evaluate(c, run_dir, defaults)
+    finals[seed] = records[-1]
+    rounds.add(records[-1]["round"])
+    partitions[seed] = run_files.partition_hash(run_dir)
+    config_hashes.add(workdir_lib.config_hash(c))
+  keys = [k for k in MAIN_KEYS if any(k in r for r in finals.values())]
+  keys += [k for k in compare.robust_keys({"main": list(finals.values())})
+           if k != "robust_acc/clean"]
+  rows = [(f"{seed}",) + tuple(finals[seed].get(k) for k in keys) for seed in options.seeds]
+  stats = [results_io.mean_and_std([finals[s].get(k) for s in options.seeds]) for k in keys]
+  rows += [("mean",) + tuple(st and st[0] for st in stats),
+           ("std",) + tuple(st and st[1] for st in stats)]
+  table = results_io.Table(
+      name="main",
+      title="The main command, final round, in %",
+      columns=("seed",) + tuple(label(k) for k in keys),
+      rows=tuple(rows),
+      formats=("g",) + ("pct",) * len(keys),
+      notes=(f"`python launch/run.py --config={MAIN_CONFIG} --config.seed=S`"
+             f"{_settings_note(options.overrides)}, each seed its own run; final round "
+             f"{', '.join(map(str, sorted(rounds)))}. std over seeds with ddof=0 (as "
+             "launch/compare.py)."))
+  meta = dict(seeds=list(options.seeds), overrides=list(options.overrides),
+              config=MAIN_CONFIG, config_hash=sorted(config_hashes),
+              partition_hash=partitions, final_records=finals,
+              workdirs={s: os.path.join(options.workdir, f"main_seed{s}") for s in options.seeds})
+  first = os.path.join(options.workdir, f"main_seed{options.seeds[0]}", "curves.png")
+  return Produced(table, _copy(first), meta)
+
+
+def _comparison(name: str, title: str, spec, options: Options, defaults=(),
+                note: str = "") -> Produced:
+  """Runs `spec` (a compare.Comparison) through run_comparison; mean +- std per method."""
+  from fedprompt_jax import run_files  # pylint: disable=import-outside-toplevel
+  from fedprompt_jax import workdir as workdir_lib  # pylint: disable=import-outside-toplevel
+  compare = compare_module()
+  overrides = list(defaults) + list(options.overrides)
+  workdir = os.path.join(options.workdir, name)
+  seeds, methods = list(options.seeds), list(spec.runs)
+  results, _ = compare.run_comparison(spec, workdir, seeds, methods, overrides)
+  metrics = compare.reported_metrics(spec, results)
+  rows = tuple((method,) + tuple(results_io.mean_std([r[k] for r in runs if k in r])
+                                 for k in metrics)
+               for method, runs in results.items())
+  partitions = {}
+  for seed in seeds:
+    found = sorted({run_files.partition_hash(os.path.join(workdir, f"{m}_seed{seed}"))
+                    for m in methods} - {None})
+    partitions[seed] = found[0] if len(found) == 1 else found
+  rounds = sorted({r["round"] for runs in results.values() for r in runs})
+  table = results_io.Table(
+      name=name, title=title,
+      columns=("method",) + tuple(label(k) for k in metrics),
+      rows=rows,
+      notes=(f"Final round {', '.join(map(str, rounds))}, mean +- std (ddof=0) over seeds "
+             f"{', '.join(seeds)}, in %; launch/compare.py's runs{_settings_note(overrides)}. "
+             + note).strip())
+  meta = dict(
+      seeds=seeds, overrides=overrides, metrics=list(metrics), workdir=workdir,
+      config_hash={m: workdir_lib.config_hash(compare.run_config(spec, m, seeds[0], overrides))
+                   for m in methods},
+      partition_hash=partitions, final_records=results)
+  return Produced(table, _copy(os.path.join(workdir, "comparison.png")), meta)
+
+
+def comparison(options: Options) -> Produced:
+  compare = compare_module()
+  return _comparison("comparison", "Method comparison", compare.COMPARISONS["pep"], options,
+                     COMPARE_DEFAULTS)
+
+
+def adversarial(options: Options) -> Produced:
+  compare = compare_module()
+  return _comparison("adversarial", "FedAPT against its baselines and ablations",
+                     compare.COMPARISONS["adversarial"], options)
+
+
+def generalisation(options: Options) -> Produced:
+  compare = compare_module()
+  return _comparison("generalisation", "Generalisation: FedMVP base-to-novel",
+                     compare.COMPARISONS["generalisation"], options,
+                     note="global = base classes, novel = classes never trained on.")
+
+
+def pep_ablations(options: Options) -> Produced:
+  """configs/pep.py with each method.mixing, in the comparison's federation."""
+  compare = compare_module()
+  base = compare.COMPARISONS["pep"]
+  runs = {f"pep_{m}": (MAIN_CONFIG, (f"method.mixing={m}",)) for m in PEP_MIXINGS}
+  spec = dataclasses.replace(base, runs=runs, metrics=("pers_acc_mean", "pers_acc_worst10",
+                                                       "global_acc"), png_keys=None)
+  return _comparison("pep_ablations", "PEP-FedPT mixing ablations", spec, options,
+                     COMPARE_DEFAULTS,
+                     note="pep_bayes is PEP-FedPT's default mixing; prior_only and "
+                     "prototype_only keep one factor of it, uniform neither.")

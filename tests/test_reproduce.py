@@ -1,0 +1,192 @@
+"""launch/reproduce.py and fedprompt_jax/reproduce: the results files, the README blocks, the
+command's errors and one shortened producer run end to end."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from clip_fixtures import fixture_dir
+from fedprompt_jax import run_files
+from fedprompt_jax.reproduce import readme_sync, results_io, tables
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COMMAND = os.path.join(REPO, "launch", "reproduce.py")
+
+
+def small_table(name="main", value=0.6339):
+  return results_io.Table(
+      name=name, title="A table", columns=("seed", "global", "note"),
+      rows=(("0", value, "a | b"), ("1", None, "c")), notes="In %.",
+      command=f"python launch/reproduce.py --table={name}", formats=("g", "pct", "g"))
+
+
+def test_formats_are_made_in_one_place():
+  assert results_io.format_cell(0.63394, "pct") == "63.4"
+  assert results_io.format_cell(1.23e-7, "sci") == "1.2e-7"
+  assert results_io.format_cell(4.1e-6, "sci") == "4.1e-6"
+  assert results_io.format_cell(0.0, "sci") == "0"
+  assert results_io.format_cell(None) == results_io.format_cell(float("nan")) == "-"
+  assert results_io.mean_std([0.62, 0.64]) == "63.0 +- 1.0"  # ddof=0, as launch/compare.py
+  assert results_io.mean_std([None]) == "-"
+
+
+def test_table_rejects_ragged_rows_and_unknown_formats():
+  with pytest.raises(ValueError, match="row 0 has 1 cells"):
+    results_io.Table("t", "T", ("a", "b"), (("x",),))
+  with pytest.raises(ValueError, match="formats"):
+    results_io.Table("t", "T", ("a",), (("x",),), formats=("percent",))
+
+
+def test_write_table_markdown_and_csv_agree(tmp_path):
+  table = small_table()
+  folder = results_io.write_table(table, str(tmp_path), meta={"seeds": ["0", "1"]})
+  assert sorted(os.listdir(folder)) == ["meta.json", "table.csv", "table.md"]
+  with open(os.path.join(folder, "table.md")) as f:
+    md = f.read()
+  lines = md.splitlines()
+  assert lines[0] == "**A table**"
+  assert lines[2] == "| seed | global | note |"
+  assert lines[4] == "| 0 | 63.4 | a \\| b |"
+  assert lines[5] == "| 1 | - | c |"
+  assert md.endswith("In %.\n\nRegenerate: `python launch/reproduce.py --table=main`\n")
+  header, rows = results_io.read_csv(os.path.join(folder, "table.csv"))
+  assert header == list(table.columns)
+  assert rows == [["0", "0.6339", "a | b"], ["1", "", "c"]]
+  # The markdown's cells are the CSV's values, formatted.
+  for j, fmt in enumerate(table.formats):
+    for row, cells in zip(rows, table.cells()):
+      value = float(row[j]) if fmt == "pct" and row[j] else (row[j] or None)
+      assert results_io.format_cell(value, fmt) == cells[j]
+  with open(os.path.join(folder, "meta.json")) as f:
+    meta = json.load(f)
+  assert meta["command"] == table.command and meta["table"] == "main"
+  assert meta["meta"] == {"seeds": ["0", "1"]} and meta["date"]
+  assert meta["git_commit"] is None or len(meta["git_commit"].split("-")[0]) == 40
+
+
+def test_write_table_is_atomic_when_the_figure_fails(tmp_path):
+  results_io.write_table(small_table(), str(tmp_path),
+                         figure_fn=lambda p: open(p, "wb").write(b"png"))
+  folder = tmp_path / "main"
+  before = {n: (folder / n).read_bytes() for n in os.listdir(folder)}
+  assert (folder / "figure.png").read_bytes() == b"png"
+
+  def broken(path):
+    with open(path, "wb") as f:
+      f.write(b"half")
+    raise RuntimeError("matplotlib fell over")
+
+  with pytest.raises(RuntimeError):
+    results_io.write_table(small_table(value=0.1), str(tmp_path), figure_fn=broken)
+  assert {n: (folder / n).read_bytes() for n in os.listdir(folder)} == before  # no tmp left
+
+
+def readme(*names, body="old"):
+  return "".join(f"# {n}\n<!-- results:{n} -->\n{body}\n<!-- /results:{n} -->\ntext\n"
+                 for n in names)
+
+
+def test_sync_replaces_each_block_and_then_nothing_mismatches(tmp_path):
+  results_io.write_table(small_table("main"), str(tmp_path))
+  results_io.write_table(small_table("parity", 0.5), str(tmp_path))
+  text = "intro\n" + readme("main", "parity")
+  assert len(readme_sync.mismatches(text, str(tmp_path))) == 2
+  new = readme_sync.sync(text, str(tmp_path))
+  assert new.startswith("intro\n# main\n<!-- results:main -->\n**A table**\n")
+  assert "| 0 | 50.0 | a \\| b |" in new and "old" not in new
+  assert new.count("text\n") == 2
+  assert readme_sync.mismatches(new, str(tmp_path)) == []
+  assert readme_sync.sync(new, str(tmp_path)) == new
+  # A changed number is caught.
+  results_io.write_table(small_table("main", 0.7), str(tmp_path))
+  assert readme_sync.mismatches(new, str(tmp_path)) == [
+      f"results:main: the README block differs from {tmp_path}/main/table.md (run python "
+      "launch/reproduce.py --sync_readme)"]
+
+
+def test_missing_results_and_bad_blocks(tmp_path):
+  text = readme("zeroshot")
+  assert readme_sync.mismatches(text, str(tmp_path)) == [
+      f"results:zeroshot: {tmp_path}/zeroshot/table.md is missing"]
+  with pytest.raises(readme_sync.ReadmeSyncError, match="reproduce.py --table=zeroshot"):
+    readme_sync.sync(text, str(tmp_path))
+  with pytest.raises(readme_sync.ReadmeSyncError, match="unknown table 'nope'; valid: parity"):
+    readme_sync.mismatches(readme("nope"), str(tmp_path))
+  with pytest.raises(readme_sync.ReadmeSyncError, match="never closed"):
+    readme_sync.mismatches("<!-- results:main -->\nx\n", str(tmp_path))
+  with pytest.raises(readme_sync.ReadmeSyncError, match="never closed"):
+    readme_sync.mismatches("<!-- results:main -->\nx <!-- /results:main -->\n", str(tmp_path))
+  # Mentions inside a line are prose, not markers.
+  assert readme_sync.block_names("Blocks are `<!-- results:NAME -->` lines.\n") == []
+  with pytest.raises(readme_sync.ReadmeSyncError, match="more than one"):
+    readme_sync.mismatches(readme("main", "main"), str(tmp_path))
+
+
+def run_command(*args):
+  return subprocess.run([sys.executable, COMMAND, *args], capture_output=True, text=True,
+                        timeout=120, cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO))
+
+
+def test_command_unknown_table_is_one_line_exit_2(tmp_path):
+  out = run_command("--table=mian", f"--results={tmp_path}")
+  assert out.returncode == 2, out
+  assert out.stderr == ("error: unknown --table='mian'; valid: list, "
+                        + ", ".join(tables.NAMES) + "\n")
+  assert not os.listdir(tmp_path)
+
+
+def test_command_check_and_sync_readme(tmp_path):
+  results_io.write_table(small_table("main"), str(tmp_path))
+  path = tmp_path / "README.md"
+  path.write_text(readme("main"))
+  args = (f"--results={tmp_path}", f"--readme_path={path}")
+  out = run_command("--check_readme", *args)
+  assert out.returncode == 1 and out.stdout.startswith("results:main: the README block differs")
+  assert run_command("--sync_readme", *args).returncode == 0
+  assert readme_sync.mismatches(path.read_text(), str(tmp_path)) == []
+  assert run_command("--check_readme", *args).returncode == 0
+
+
+def test_unknown_set_key_of_a_settings_producer():
+  with pytest.raises(tables.ProducerError, match="valid keys are checkpoint, data"):
+    tables.produce("zeroshot", tables.Options(overrides=("chekpoint=x",)))
+
+
+# The main table's producer on configs/pep.py with the zero-shot method (it trains nothing, so
+# nothing is compiled for a round: the PEP round alone compiles for ~14 s on a loaded 2-core
+# machine; tests/test_pep_run.py trains it). Everything else is the producer's real path.
+TINY = ("method.name=zeroshot", f"clip.checkpoint={fixture_dir('clip_tiny_b')}", "fed.rounds=1",
+        "eval.every=1",
+        "data.train_per_class_domain=1", "data.test_per_class_domain=1", "fed.num_clients=4",
+        "fed.clients_per_round=2", "fed.local_steps=1", "fed.batch_size=4",
+        "eval.check_zero_shot=False", "adv.eval=()", "eval.batch_size=64",
+        "eval.personalized=False")
+
+
+def test_main_table_end_to_end(tmp_path):
+  options = tables.Options(seeds=("0",), workdir=str(tmp_path / "work"), overrides=TINY,
+                           command="python launch/reproduce.py --table=main --seeds=0 ...")
+  produced = tables.produce("main", options)
+  results_io.write_table(produced.table, str(tmp_path / "results"), produced.figure_fn,
+                         produced.meta)
+  folder = tmp_path / "results" / "main"
+  assert sorted(os.listdir(folder)) == ["figure.png", "meta.json", "table.csv", "table.md"]
+  header, rows = results_io.read_csv(str(folder / "table.csv"))
+  assert header == ["seed", "zero-shot", "global"]
+  assert [r[0] for r in rows] == ["0", "mean", "std"]
+  with open(tmp_path / "work" / "main_seed0" / "metrics.jsonl") as f:
+    final = json.loads(f.read().splitlines()[-1])
+  assert final["round"] == 0  # the zero-shot method's one evaluation
+  assert float(rows[0][2]) == final["global_acc"] == float(rows[1][2])
+  assert float(rows[2][2]) == 0.0
+  meta = json.loads((folder / "meta.json").read_text())["meta"]
+  assert meta["partition_hash"] == {"0": run_files.partition_hash(
+      str(tmp_path / "work" / "main_seed0"))}
+  assert len(meta["config_hash"]) == 1 and len(meta["config_hash"][0]) == 64
+  assert (folder / "figure.png").read_bytes() == (
+      tmp_path / "work" / "main_seed0" / "curves.png").read_bytes()
+  assert "Regenerate: `python launch/reproduce.py --table=main --seeds=0 ...`" in (
+      folder / "table.md").read_text()
