@@ -2,18 +2,21 @@
 
   python launch/zeroshot.py                                     # embedded tiny CLIP on shapes
   python launch/zeroshot.py --data=digits
+  python launch/zeroshot.py --domains=all                       # shapes' nine domains (world v2)
   python launch/zeroshot.py --checkpoint=openai/clip-vit-base-patch16 --data=tfds \
       --tfds_name=cifar100 --data_dir=~/tensorflow_datasets
 """
 
 import os
 import sys
+from collections.abc import Sequence
 
 from absl import app, flags, logging
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from fedprompt_jax import zeroshot_eval  # noqa: E402
 from fedprompt_jax.assets import world  # noqa: E402
+from fedprompt_jax.data import shapes  # noqa: E402
 from fedprompt_jax.data.source import load_source  # noqa: E402
 from fedprompt_jax.models.hf_loader import CheckpointError, load_clip  # noqa: E402
 from fedprompt_jax.models.tokenizer import TokenizerError, load_tokenizer  # noqa: E402
@@ -22,11 +25,23 @@ FLAGS = flags.FLAGS
 
 
 def source_kwargs(data: str, test_per_class_domain: int = 20, seed: int = 0,
-                  tfds_name: str | None = None, data_dir: str | None = None) -> dict:
-  """load_source's keywords for the test split of `data` (shapes, digits or tfds)."""
+                  tfds_name: str | None = None, data_dir: str | None = None,
+                  domains: Sequence[str] = ()) -> dict:
+  """load_source's keywords for the test split of `data` (shapes, digits or tfds).
+
+  `domains` (shapes only): names, or ("all",) for every domain; () for the five base ones.
+  """
+  if domains and data != "shapes":
+    raise ValueError(f"--domains={','.join(domains)} is invalid with --data={data}; only "
+                     "shapes has domains")
   if data == "shapes":
-    return dict(num_train_per_class_domain=0, num_test_per_class_domain=test_per_class_domain,
-                seed=seed)
+    kwargs = dict(num_train_per_class_domain=0, num_test_per_class_domain=test_per_class_domain,
+                  seed=seed)
+    if tuple(domains) == ("all",):
+      kwargs["domains"] = shapes.DOMAINS
+    elif domains:
+      kwargs["domains"] = tuple(domains)
+    return kwargs
   if data == "digits":
     return dict(seed=seed)
   if data == "tfds":
@@ -44,7 +59,7 @@ def main(argv):
     tok = load_tokenizer(ckpt_dir, model.config.text.max_position_embeddings)
     src = load_source(FLAGS.data, image_size=model.config.vision.image_size,
                       **source_kwargs(FLAGS.data, FLAGS.test_per_class_domain, FLAGS.seed,
-                                      FLAGS.tfds_name, FLAGS.data_dir))
+                                      FLAGS.tfds_name, FLAGS.data_dir, FLAGS.domains))
     acc = zeroshot_eval.accuracy_by_domain(model, params, tok, src, FLAGS.templates,
                                            batch_size=FLAGS.batch_size)
   except (CheckpointError, TokenizerError, ValueError, FileNotFoundError) as e:
@@ -67,6 +82,7 @@ def _define_flags():
   flags.DEFINE_string("data_dir", None, "tfds data_dir (with --data=tfds)")
   flags.DEFINE_integer("test_per_class_domain", 20, "shapes test images per class and domain")
   flags.DEFINE_integer("seed", 0, "data seed")
+  flags.DEFINE_list("domains", [], "shapes domains, or 'all'; default the five base ones")
   flags.DEFINE_list("templates", list(world.ZEROSHOT_TEMPLATES), "templates with '{}'")
   flags.DEFINE_integer("batch_size", 256, "images per forward pass")
 

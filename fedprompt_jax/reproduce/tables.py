@@ -30,13 +30,15 @@ class Entry:
 
 
 # NAME -> producer, in the README's order. A new table adds one Entry here (and a block in the
-# README); the `headroom` table (scripts/prompt_headroom.py) goes after `zeroshot`.
+# README).
 REGISTRY: dict[str, Entry] = {
     "parity": Entry("CLIP parity with transformers' PyTorch CLIP on the shipped fixtures (needs "
                     "torch)", "parity", "produce"),
     "zeroshot": Entry("zero-shot top-1 of a checkpoint (embedded tiny CLIP) per shapes domain "
                       "and on digits, per data seed", "zeroshot_table", "produce"),
-    # "headroom": (reserved) room for prompts, scripts/prompt_headroom.py.
+    "headroom": Entry("room for prompts: zero-shot against 16-shot deep VPT, world v2's union "
+                      "prompt and one prompt per domain (fedprompt_jax/headroom.py)",
+                      "headroom_table", "produce"),
     "throughput": Entry("round throughput against the client loop, a centralised step, N and "
                         "peak FLOP/s (benchmarks/round_throughput.py)", "bench_tables",
                         "throughput"),

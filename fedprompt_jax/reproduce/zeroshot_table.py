@@ -10,8 +10,9 @@ import sys
 from fedprompt_jax.reproduce import results_io
 from fedprompt_jax.reproduce.tables import REPO, Options, Produced, settings
 
-DEFAULTS = {"checkpoint": "embedded", "data": "shapes,digits", "test_per_class_domain": 20,
-            "batch_size": 256}
+# Shapes in all nine domains (world v1's five and v2's four tinted ones).
+DEFAULTS = {"checkpoint": "embedded", "data": "shapes,digits", "domains": "all",
+            "test_per_class_domain": 20, "batch_size": 256}
 
 
 def produce(options: Options) -> Produced:
@@ -29,7 +30,9 @@ def produce(options: Options) -> Produced:
   acc, sizes = {}, {}  # (data, domain) -> {seed: accuracy}
   for data in [d.strip() for d in s["data"].split(",") if d.strip()]:
     for seed in options.seeds:
-      kwargs = zeroshot_command.source_kwargs(data, s["test_per_class_domain"], int(seed))
+      domains = tuple(d for d in s["domains"].split(",") if d) if data == "shapes" else ()
+      kwargs = zeroshot_command.source_kwargs(data, s["test_per_class_domain"], int(seed),
+                                              domains=domains)
       src = load_source(data, image_size=model.config.vision.image_size, **kwargs)
       sizes[data] = (len(src.test), src.num_classes)
       by_domain = zeroshot_eval.accuracy_by_domain(model, params, tok, src, templates,
@@ -47,6 +50,7 @@ def produce(options: Options) -> Produced:
       columns=("data",) + tuple(f"seed {x}" for x in options.seeds) + ("mean +- std",),
       rows=rows, formats=("g",) + ("pct",) * len(options.seeds) + ("g",),
       notes=(f"`python launch/zeroshot.py --checkpoint={s['checkpoint']} --data=DATA --seed=S` "
+             f"(shapes with `--domains={s['domains']}`) "
              f"(seed = the rendered test data; templates: the world's "
              f"{len(templates)} generic ones); {described}."))
   meta = dict(seeds=list(options.seeds), settings=s, templates=templates,
