@@ -39,7 +39,7 @@ def label(key: str) -> str:
 
 
 def compare_module():
-  """launch/compare.py, imported as scripts/readme_figures.py does."""
+  """launch/compare.py, imported as a module (its flags are defined only when it runs)."""
   launch = os.path.join(REPO, "launch")
   if launch not in sys.path:
     sys.path.insert(0, launch)
