@@ -32,6 +32,8 @@ class Entry:
 # NAME -> producer, in the README's order. A new table adds one Entry here (and a block in the
 # README).
 REGISTRY: dict[str, Entry] = {
+    "regression": Entry("the committed regression bands (results/regression/expected.json, from "
+                        "scripts/regression_expected.py)", "regression_table", "produce"),
     "parity": Entry("CLIP parity with transformers' PyTorch CLIP on the shipped fixtures (needs "
                     "torch)", "parity", "produce"),
     "zeroshot": Entry("zero-shot top-1 of a checkpoint (embedded tiny CLIP) per shapes domain "
