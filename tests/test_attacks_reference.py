@@ -3,13 +3,8 @@
 (a) and (b) are computed by benchmarks/attack_reference.py (also the `attacks` table of
 launch/reproduce.py); this file asserts on its figures.
 
-The classifier, identical in JAX and torch (transformers' CLIPModel, pixel
-normalisation inside the torch wrapper so both attack [0, 1] pixels):
-  logits = SCALE * (normalize(image_embeds) - mu) @ H.T
-with H the fixture's 6 text embeddings, centred and renormalised, and mu the
-mean normalised image embedding of the test images (random CLIP image features
-share one dominant direction; centring spreads the predictions over the
-classes). Labels are torch's clean predictions, so clean accuracy is 100%.
+The classifier (the same in JAX and torch, labels = torch's clean predictions) is described
+in benchmarks/attack_reference.py.
 
 (a) PGD L-inf without random start, steps 1..5, against a hand-written torch
     autograd loop and IBM ART's ProjectedGradientDescent (num_random_init=0).
