@@ -113,7 +113,7 @@ def test_missing_results_and_bad_blocks(tmp_path):
       f"results:zeroshot: {tmp_path}/zeroshot/table.md is missing"]
   with pytest.raises(readme_sync.ReadmeSyncError, match="reproduce.py --table=zeroshot"):
     readme_sync.sync(text, str(tmp_path))
-  with pytest.raises(readme_sync.ReadmeSyncError, match="unknown table 'nope'; valid: parity"):
+  with pytest.raises(readme_sync.ReadmeSyncError, match="unknown table 'nope'; valid: regression, parity"):
     readme_sync.mismatches(readme("nope"), str(tmp_path))
   with pytest.raises(readme_sync.ReadmeSyncError, match="never closed"):
     readme_sync.mismatches("<!-- results:main -->\nx\n", str(tmp_path))
