@@ -17,6 +17,7 @@ The frozen CLIP is an argument of the jitted step, never a closure constant.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 
 import jax
@@ -101,13 +102,18 @@ def train_deep_vpt(model, params, head, train: Split, *, num_tokens: int, steps:
   return prompts
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _prompted_top1(model, frozen, head, prompts, images):
+  """[N] top-1 classes of uint8 images [N, H, W, 3] under deep prompts and a head [C, E]."""
+  feats = normalize(model.encode_image(frozen, images.astype(jnp.float32) / 255.0,
+                                       deep=prompts).embeds)
+  return jnp.argmax(feats @ head.T, -1)
+
+
 def prompted_accuracy(model, params, head, prompts, test: Split, batch: int = 512) -> float:
-  """Top-1 accuracy of the prompted model on uint8 `test` images."""
-  @jax.jit
-  def pred(frozen, p, x):
-    feats = normalize(model.encode_image(frozen, x.astype(jnp.float32) / 255.0, deep=p).embeds)
-    return jnp.argmax(feats @ head.T, -1)
-  preds = np.concatenate([np.asarray(pred(params, prompts, test.images[i:i + batch]))
+  """Top-1 accuracy of the prompted model on uint8 `test` images (compiled once per shape)."""
+  preds = np.concatenate([np.asarray(_prompted_top1(model, params, head, prompts,
+                                                    test.images[i:i + batch]))
                           for i in range(0, len(test), batch)])
   return float((preds == test.labels).mean())
 

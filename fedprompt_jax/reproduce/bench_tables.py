@@ -40,7 +40,8 @@ def throughput(options: Options) -> Produced:
       argv.append(f"--{key.replace('_', '-')}={s[key]}")
   import jax  # pylint: disable=import-outside-toplevel
   rt = _benchmark("round_throughput")
-  res = rt.run(rt.parse_args(argv))
+  args = rt.parse_args(argv)
+  res = rt.run(args)
   rows = []
   for r in res.get("round_vs_loop", []):
     if r["mesh"] == 1 and "ratio" in r:
@@ -56,7 +57,6 @@ def throughput(options: Options) -> Produced:
                  "PASS" if t["passed"] else "MISS"))
   if not rows:
     raise ProducerError(f"--set sections={s['sections']!r} measured no figure")
-  args = rt.parse_args(argv)
   table = results_io.Table(
       name="throughput", title="Round throughput",
       columns=("figure", "measured", "target", "verdict"), rows=tuple(rows),

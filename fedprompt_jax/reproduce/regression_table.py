@@ -14,7 +14,7 @@ import os
 
 from fedprompt_jax.reproduce import results_io
 from fedprompt_jax.reproduce.runs import label
-from fedprompt_jax.reproduce.tables import REPO, Options, Produced, settings
+from fedprompt_jax.reproduce.tables import REPO, Options, Produced, ProducerError, settings
 
 EXPECTED = os.path.join(REPO, "results", "regression", "expected.json")
 
@@ -22,7 +22,6 @@ EXPECTED = os.path.join(REPO, "results", "regression", "expected.json")
 def produce(options: Options) -> Produced:
   s = settings("regression", options.overrides, {"expected": EXPECTED})
   if not os.path.exists(s["expected"]):
-    from fedprompt_jax.reproduce.tables import ProducerError  # pylint: disable=import-outside-toplevel
     raise ProducerError(f"{s['expected']} does not exist; write it with "
                         "`python scripts/regression_expected.py`")
   with open(s["expected"], encoding="utf-8") as f:
