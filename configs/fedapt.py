@@ -152,7 +152,7 @@ def _combined(name: str):
 
 def get_config(arg=None):
   c = config_lib.default_config()
-  config_lib.heldout_domain(c)  # shapes, falsecolour only: the held-out target domain
+  config_lib.federated_world(c)  # world v2's three tinted domains, as configs/pep.py
   c.fed.partition = "disjoint"
   c.fed.num_clients = 24
   c.fed.classes_per_client = 2

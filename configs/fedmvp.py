@@ -30,6 +30,7 @@ prompted feature near the frozen CLIP's, which is the wrong one on falsecolour (
 """
 
 from fedprompt_jax import config as config_lib
+from fedprompt_jax.assets import world
 
 
 def _federation(c, num_clients, classes_per_client, rounds):
@@ -109,11 +110,13 @@ def get_config(arg=None):
   c.method.lora_switch_loss = 0.5
   c.method.step_once_per_round = False
   c.method.attribute_source = "file"   # "class_name": the no-attributes ablation
-  # Embedded default: base-to-novel on shapes' held-out falsecolour domain, where prompts
-  # have room (zero-shot ~16%): base = the first 24 classes, novel = the other 24.
-  c.data.domains = ("falsecolour",)
+  # Embedded default: base-to-novel on world v2's three tinted domains, where prompts have
+  # room (README "Room for prompts"): base = the first 24 classes, novel = the other 24. Each
+  # client's 8 shots per class are drawn from the three domains; 7 test images per class and
+  # domain (504 base, 504 novel).
+  c.data.domains = world.FEDERATED_DOMAINS
   c.data.train_per_class_domain = 16
-  c.data.test_per_class_domain = 20
+  c.data.test_per_class_domain = 7
   c.data.base_novel = True
   _federation(c, num_clients=8, classes_per_client=3, rounds=20)  # the 24 base classes
   c.fed.batch_size = 8          # 24 examples a client: 3 steps per local epoch

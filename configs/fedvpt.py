@@ -1,12 +1,14 @@
 """FedVPT: learnable visual prompt tokens (shallow, or deep over the first J layers).
 
 Embedded default: deep prompts of 32 tokens in the tiny CLIP's 4 layers, Adam 0.01 with a
-cosine over 20 rounds, adapting to the held-out falsecolour domain; `:at` adds PGD-AT.
+cosine over 20 rounds, on world v2's three tinted domains (config.federated_world); `:at` adds
+PGD-AT.
 
-  python launch/run.py --config=configs/fedvpt.py                   # embedded default (falsecolour), deep
+  python launch/run.py --config=configs/fedvpt.py                   # embedded default (world v2), deep
   python launch/run.py --config=configs/fedvpt.py:shallow
   python launch/run.py --config=configs/fedvpt.py:cifar100
   python launch/run.py --config=configs/fedvpt.py:at                # FedVPT+AT (adversarial)
+  python launch/run.py --config=configs/fedvpt.py:apgd              # clean training, :at's attacks
   python launch/run.py --config=configs/fedvpt.py:dp                # client-level DP, epsilon <= 3
 """
 
@@ -38,17 +40,17 @@ def _dp(c):
   c.dp.target_epsilon = 3.0
 
 
-PRESETS = {"at": config_lib.adversarial_training, "shallow": _shallow, "cifar100": _cifar100,
-           "dp": _dp}
+PRESETS = {"at": config_lib.adversarial_training, "apgd": config_lib.add_apgd_ce,
+           "shallow": _shallow, "cifar100": _cifar100, "dp": _dp}
 
 
 def get_config(arg=None):
   c = config_lib.default_config()
-  config_lib.heldout_domain(c)  # shapes, falsecolour only: the held-out target domain
+  config_lib.federated_world(c)  # world v2's three tinted domains, as configs/pep.py
   c.method.name = "fedvpt"
   # 32 tokens in each of the 4 layers (12,288 parameters), Adam with a cosine over rounds:
-  # adversarial training needs the capacity (at 8 tokens PGD-AT ends no more robust than
-  # clean training; README "Adversarial training"), and clean training loses nothing by it.
+  # adversarial training needs the capacity (on world v1, at 8 tokens PGD-AT ended no more robust
+  # than clean training; README "Adversarial training"), and clean training loses nothing by it.
   c.method.num_tokens = 32
   c.method.depth = 4
   c.method.init_std = 0.02

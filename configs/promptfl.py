@@ -1,6 +1,6 @@
 """PromptFL (CoOp in federated learning): learnable text context shared by all classes.
 
-  python launch/run.py --config=configs/promptfl.py                 # embedded default: held-out falsecolour
+  python launch/run.py --config=configs/promptfl.py                 # embedded default: world v2 (tinted)
   python launch/run.py --config=configs/promptfl.py:cifar100        # paper-style setting
   python launch/run.py --config=configs/promptfl.py:at              # PromptFL+AT (adversarial)
   python launch/run.py --config=configs/promptfl.py:dp              # client-level DP, epsilon <= 3
@@ -33,7 +33,7 @@ PRESETS = {"at": config_lib.adversarial_training, "cifar100": _cifar100, "dp": _
 
 def get_config(arg=None):
   c = config_lib.default_config()
-  config_lib.heldout_domain(c)  # shapes, falsecolour only: the held-out target domain
+  config_lib.federated_world(c)  # world v2's three tinted domains, as configs/pep.py
   c.method.name = "promptfl"
   c.method.num_ctx = 4
   c.method.ctx_init = "random"

@@ -4,6 +4,7 @@
   python launch/compare.py --workdir=W --seeds=0,1,2 --set=fed.alpha=0.3   # overrides for every run
   python launch/compare.py --comparison=adversarial   # FedAPT, its ablations and the +AT baselines
   python launch/compare.py --comparison=generalisation --seeds=0,1,2   # FedMVP base-to-novel
+  python launch/compare.py --comparison=adversarial_training   # FedVPT: clean training vs PGD-AT
 
 --comparison=pep (the default) is the PEP-FedPT federation above. --comparison=adversarial runs
 configs/fedapt.py's presets (FedAPT; ablations no_gle, no_share, no_at, global_labels; baselines
@@ -19,6 +20,9 @@ zero-shot in configs/fedmvp.py's base-to-novel federation and optimizer (SGD, mo
 weight decay, cosine; each method keeps its own learning rate, GENERALISATION_LR), and
 reports base (global_acc), novel (novel_acc) and their harmonic mean (base_novel_hm);
 no robust or personalised evaluation; default workdir workdirs/compare_generalisation.
+--comparison=adversarial_training trains configs/fedvpt.py clean (`:apgd`, clean training with
+`:at`'s attacks) and with PGD-AT (`:at`), and attacks both at the final round with PGD-10 and
+APGD-CE-20 at 1/255 and 2/255 on one stratified subset of 576 test images (AT_OVERRIDES).
 
 Every run is an ordinary `train_and_evaluate` in WORKDIR/<name>_seed<s> (so a rerun resumes
 or skips finished runs); the partition depends only on the data, the partition keys and the
@@ -77,9 +81,10 @@ ADVERSARIAL_METRICS = ("global_acc",)  # then every robust_acc/* key of the runs
 # The generalisation comparison (issue 13): name -> (config file, preset / overrides).
 # Learning rates: each method's best base-novel HM in one sweep over {0.003, 0.03, 0.3} on
 # seed 0 (the same sweep for every method; README "Generalisation"). HM (%) at 0.003 / 0.03 /
-# 0.3: FedMVP 19.6 / 20.2 / 19.4, PromptFL 26.9 / 31.1 / 66.2, FedVPT 42.4 / 27.9 / 19.1.
-# The FedMVP ablations take FedMVP's. An --set=optim.lr=... overrides them all.
-GENERALISATION_LR = {"fedmvp": 0.03, "promptfl": 0.3, "fedvpt": 0.003}
+# 0.3 on world v2: FedMVP 63.0 / 65.5 / 68.0, PromptFL 56.6 / 72.6 / 77.8, FedVPT 76.3 / 71.3 /
+# 36.8 (world v1's falsecolour: FedMVP 19.6 / 20.2 / 19.4, PromptFL 26.9 / 31.1 / 66.2, FedVPT
+# 42.4 / 27.9 / 19.1). The FedMVP ablations take FedMVP's. An --set=optim.lr=... overrides them.
+GENERALISATION_LR = {"fedmvp": 0.3, "promptfl": 0.3, "fedvpt": 0.003}
 _MVP_LR = (f"optim.lr={GENERALISATION_LR['fedmvp']}",)
 GENERALISATION_RUNS = {
     "fedmvp": ("configs/fedmvp.py", _MVP_LR),
@@ -103,6 +108,21 @@ GENERALISATION_SHARED_KEYS = (
 GENERALISATION_METRICS = ("global_acc", "novel_acc", "base_novel_hm")
 
 
+# Adversarial training (README "Adversarial training"): configs/fedvpt.py trained clean and with
+# PGD-AT (`:at`), both attacked by `:at`'s evaluation (PGD-10 and APGD-CE-20 at 1/255 and 2/255)
+# on one stratified subset of 576 test images (4 per class and domain), at the final round only.
+AT_RUNS = {
+    "clean_training": ("configs/fedvpt.py", ("apgd",)),
+    "pgd_at": ("configs/fedvpt.py", ("at",)),
+}
+AT_SHARED_KEYS = (
+    "fed.num_clients", "fed.clients_per_round", "fed.rounds", "fed.partition", "fed.alpha",
+    "fed.local_steps", "fed.batch_size", "fed.min_size", "data.domains",
+    "data.train_per_class_domain", "data.test_per_class_domain", "optim.name", "optim.lr",
+    "optim.schedule", "adv.eval_examples", "adv.eval_subset", "adv.eval_rounds")
+AT_OVERRIDES = ("adv.eval_examples=576", "adv.eval_subset=stratified", "adv.eval_rounds=final")
+
+
 @dataclasses.dataclass(frozen=True)
 class Comparison:
   runs: dict
@@ -124,6 +144,9 @@ COMPARISONS = {
                                  GENERALISATION_SHARED_KEYS, GENERALISATION_METRICS, None, False,
                                  "workdirs/compare_generalisation",
                                  ("eval.personalized=False", "adv.eval=()")),
+    "adversarial_training": Comparison(AT_RUNS, "configs/fedvpt.py", AT_SHARED_KEYS,
+                                       ("global_acc",), None, True,
+                                       "workdirs/compare_adversarial_training", AT_OVERRIDES),
 }
 
 _COMPARISON = _WORKDIR = _SEEDS = _METHODS = _SET = None  # absl flag holders, set by _define_flags()
@@ -242,7 +265,8 @@ def _define_flags():
   _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "seeds")
   _METHODS = flags.DEFINE_list("methods", None, f"subset of the set's runs (pep: "
                                f"{', '.join(RUNS)}; adversarial: {', '.join(ADVERSARIAL_RUNS)}; "
-                               f"generalisation: {', '.join(GENERALISATION_RUNS)}); default all")
+                               f"generalisation: {', '.join(GENERALISATION_RUNS)}; adversarial_training: "
+                               f"{', '.join(AT_RUNS)}); default all")
   _SET = flags.DEFINE_multi_string("set", [], "key=value applied to every run")
 
 

@@ -3,6 +3,7 @@
   python launch/reproduce.py --table=list                     # the tables, one line each
   python launch/reproduce.py --table=main --seeds=0,1,2       # runs (or resumes) and writes
   python launch/reproduce.py --table=comparison --set=fed.rounds=3 --readme
+  python launch/reproduce.py --table=adversarial --methods=fedapt,no_at,zeroshot
   python launch/reproduce.py --sync_readme                    # README blocks from results/ only
   python launch/reproduce.py --check_readme                   # exit 1 if README != results/
 
@@ -31,11 +32,14 @@ DEFAULT_RESULTS = "results"
 FLAGS = flags.FLAGS
 
 
-def command_line(table: str, seeds, workdir: str, results: str, overrides) -> str:
+def command_line(table: str, seeds, workdir: str, results: str, overrides,
+                 methods=None) -> str:
   """The shortest command that regenerates `table` as run: defaults are left out."""
   parts = ["python", "launch/reproduce.py", f"--table={table}"]
   if tuple(seeds) != DEFAULT_SEEDS:
     parts.append(f"--seeds={','.join(seeds)}")
+  if methods:
+    parts.append(f"--methods={','.join(methods)}")
   if workdir != DEFAULT_WORKDIR:
     parts.append(f"--workdir={workdir}")
   if results != DEFAULT_RESULTS:
@@ -97,6 +101,10 @@ def main(argv) -> int:
   bad = [s for s in seeds if not s.isdigit()]
   if bad or not seeds:
     return _fail(f"--seeds={','.join(FLAGS.seeds)!r}: give non-negative integers, e.g. 0,1,2")
+  methods = tuple(m.strip() for m in FLAGS.methods or () if m.strip()) or None
+  if methods and FLAGS.table not in tables.COMPARISON_TABLES:
+    return _fail(f"--methods={','.join(methods)!r}: only the comparison tables have methods "
+                 f"({', '.join(tables.COMPARISON_TABLES)}), not {FLAGS.table}")
   if FLAGS.readme:  # the block must exist before anything runs
     try:
       if FLAGS.table not in readme_sync.block_names(_read(readme)):
@@ -106,8 +114,8 @@ def main(argv) -> int:
       return _fail(e)
   options = tables.Options(
       seeds=seeds, workdir=os.path.join(FLAGS.workdir, FLAGS.table),
-      overrides=tuple(FLAGS.set),
-      command=command_line(FLAGS.table, seeds, FLAGS.workdir, results, FLAGS.set))
+      overrides=tuple(FLAGS.set), methods=methods,
+      command=command_line(FLAGS.table, seeds, FLAGS.workdir, results, FLAGS.set, methods))
   from fedprompt_jax.reproduce import results_io  # pylint: disable=import-outside-toplevel
   try:
     produced = tables.produce(FLAGS.table, options)
@@ -134,6 +142,8 @@ def _define_flags():
   flags.DEFINE_list("seeds", list(DEFAULT_SEEDS), "seeds (tables that train or render data)")
   flags.DEFINE_string("workdir", DEFAULT_WORKDIR, "root of the runs (WORKDIR/<table>/...)")
   flags.DEFINE_multi_string("set", [], "key=value applied to every run of the table")
+  flags.DEFINE_list("methods", None, "comparison tables only: the rows to run (default all); "
+                    "an unknown name is refused before anything runs")
   flags.DEFINE_string("results", DEFAULT_RESULTS, "where results/<table>/ goes")
   flags.DEFINE_bool("readme", False, "also rewrite the table's README block")
   flags.DEFINE_bool("sync_readme", False, "only rewrite every README block from results/")

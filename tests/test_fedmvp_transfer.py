@@ -1,8 +1,8 @@
 """launch/transfer_eval.py on a finished FedMVP run: the target's attribute sentences are used.
 
-A one-round base-to-novel FedMVP run (shapes falsecolour, 24 base classes) on the tiny
-test CLIP is evaluated on digits (another class set) and on the other shapes domains (all
-48 classes). References: the sentences' text features encoded one by one, and the plain
+A one-round base-to-novel FedMVP run (configs/fedmvp.py: world v2's three tinted domains,
+24 base classes) on the tiny test CLIP is evaluated on digits (another class set) and on the
+unseen tinted domain (all 48 classes). References: the sentences' text features encoded one by one, and the plain
 FedMVP logits with the restored PromptFormer and those features.
 """
 
@@ -17,6 +17,7 @@ import pytest
 
 from clip_fixtures import fixture_dir
 from fedprompt_jax import train, transfer
+from fedprompt_jax.assets import world
 from fedprompt_jax.data import attributes, digits, shapes
 from fedprompt_jax.methods import base, make_method
 from fedprompt_jax.models.clip import normalize
@@ -97,13 +98,13 @@ def test_shapes_to_digits_swaps_in_digits_attributes(mvp_run, tmp_path):
   assert "\n" not in str(err.value)
 
 
-def test_other_shapes_domains_use_all_48_classes_attributes(mvp_run):
+def test_the_unseen_shapes_domain_uses_all_48_classes_attributes(mvp_run):
   workdir, s = mvp_run
   run, params = s["run"], jax.device_get(s["params"])
   out = transfer_eval.evaluate_transfer(workdir, "shapes", attacks=["none"])
-  assert out["domains"] == ["photo", "sketch", "noisy", "pattern"] and out["classes"] == 48
+  assert out["domains"] == [world.UNSEEN_DOMAIN] and out["classes"] == 48
   other = shapes.make_shapes(0, 1, run.model.config.vision.image_size, run.c.seed,
-                             ("photo", "sketch", "noisy", "pattern"))
+                             (world.UNSEEN_DOMAIN,))
   table = other.attributes
   ctx = base.Context(run.model, run.frozen, run.tokenizer, other.class_names, table)
   aux = make_method("fedmvp", run.model, run.c.method).prepare(ctx)

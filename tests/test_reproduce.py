@@ -150,6 +150,26 @@ def test_command_check_and_sync_readme(tmp_path):
   assert run_command("--check_readme", *args).returncode == 0
 
 
+def test_methods_only_for_comparison_tables_and_only_their_runs(tmp_path):
+  out = run_command("--table=main", "--methods=pep", f"--results={tmp_path}",
+                    f"--workdir={tmp_path}")
+  assert out.returncode == 2, out
+  assert out.stderr.startswith("error: --methods='pep': only the comparison tables have methods")
+  with pytest.raises(tables.ProducerError, match="--methods has fedap, not a run of table "
+                     "adversarial; valid: fedapt, no_gle"):
+    tables.produce("adversarial", tables.Options(methods=("fedapt", "fedap"),
+                                                 workdir=str(tmp_path)))
+  assert not os.listdir(tmp_path)  # refused before anything ran or was written
+
+
+def test_command_line_names_the_methods_run():
+  sys.path.insert(0, os.path.dirname(COMMAND))
+  import reproduce  # pylint: disable=import-outside-toplevel
+  assert reproduce.command_line("adversarial", ("0",), reproduce.DEFAULT_WORKDIR,
+                                reproduce.DEFAULT_RESULTS, (), ("fedapt", "zeroshot")) == (
+      "python launch/reproduce.py --table=adversarial --seeds=0 --methods=fedapt,zeroshot")
+
+
 def test_unknown_set_key_of_a_settings_producer():
   with pytest.raises(tables.ProducerError, match="valid keys are checkpoint, data"):
     tables.produce("zeroshot", tables.Options(overrides=("chekpoint=x",)))

@@ -52,6 +52,9 @@ REGISTRY: dict[str, Entry] = {
                            "prototype_only, uniform)", "runs", "pep_ablations"),
     "adversarial": Entry("FedAPT against its ablations and the +AT baselines (launch/compare.py "
                          "--comparison=adversarial)", "runs", "adversarial"),
+    "adversarial_training": Entry("FedVPT trained clean against PGD-AT, attacked alike "
+                                  "(launch/compare.py --comparison=adversarial_training)",
+                                  "runs", "adversarial_training"),
     "attacks": Entry("PGD and APGD against torch / IBM ART references, and PGD-k's cost "
                      "(needs torch)", "bench_tables", "attacks"),
     "generalisation": Entry("FedMVP base-to-novel against its ablations and baselines "
@@ -59,6 +62,9 @@ REGISTRY: dict[str, Entry] = {
                             "generalisation"),
 }
 NAMES = tuple(REGISTRY)
+# The tables of launch/compare.py's comparisons: one row per method (--methods picks a subset).
+COMPARISON_TABLES = ("comparison", "pep_ablations", "adversarial", "adversarial_training",
+                     "generalisation")
 
 
 class ProducerError(ValueError):
@@ -74,11 +80,13 @@ class Options:
     workdir: the root under which the producer's runs go (each producer its own folder).
     overrides: "key=value" applied to every run (--set), after the producer's defaults.
     command: the command line that regenerates the table (Table.command).
+    methods: the comparison tables' rows to run, in order (None: all of them).
   """
   seeds: tuple[str, ...] = ("0", "1", "2")
   workdir: str = "workdirs/reproduce"
   overrides: tuple[str, ...] = ()
   command: str = ""
+  methods: tuple[str, ...] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
