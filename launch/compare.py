@@ -4,6 +4,7 @@
   python launch/compare.py --workdir=W --seeds=0,1,2 --set=fed.alpha=0.3   # overrides for every run
   python launch/compare.py --comparison=adversarial   # FedAPT, its ablations and the +AT baselines
   python launch/compare.py --comparison=generalisation --seeds=0,1,2   # FedMVP base-to-novel
+  python launch/compare.py --comparison=baselines   # PromptFL and FedVPT at their defaults
   python launch/compare.py --comparison=adversarial_training   # FedVPT: clean training vs PGD-AT
 
 --comparison=pep (the default) is the PEP-FedPT federation above. --comparison=adversarial runs
@@ -20,6 +21,8 @@ zero-shot in configs/fedmvp.py's base-to-novel federation and optimizer (SGD, mo
 weight decay, cosine; each method keeps its own learning rate, GENERALISATION_LR), and
 reports base (global_acc), novel (novel_acc) and their harmonic mean (base_novel_hm);
 no robust or personalised evaluation; default workdir workdirs/compare_generalisation.
+--comparison=baselines runs configs/promptfl.py and configs/fedvpt.py as shipped (no robust
+evaluation) and reports zero-shot, global and per-domain global accuracy.
 --comparison=adversarial_training trains configs/fedvpt.py clean (`:apgd`, clean training with
 `:at`'s attacks) and with PGD-AT (`:at`), and attacks both at the final round with PGD-10 and
 APGD-CE-20 at 1/255 and 2/255 on one stratified subset of 576 test images (AT_OVERRIDES).
@@ -108,6 +111,19 @@ GENERALISATION_SHARED_KEYS = (
 GENERALISATION_METRICS = ("global_acc", "novel_acc", "base_novel_hm")
 
 
+# The global baselines at their embedded defaults (README "Global baselines"): configs/promptfl.py
+# and configs/fedvpt.py as shipped (the same federation), clean figures only.
+BASELINE_RUNS = {
+    "promptfl": ("configs/promptfl.py", ()),
+    "fedvpt": ("configs/fedvpt.py", ()),
+}
+BASELINE_SHARED_KEYS = (
+    "fed.num_clients", "fed.clients_per_round", "fed.rounds", "fed.partition", "fed.alpha",
+    "fed.local_steps", "fed.batch_size", "fed.min_size", "data.domains",
+    "data.train_per_class_domain", "data.test_per_class_domain")
+BASELINE_METRICS = ("zeroshot_acc", "global_acc", "global_acc/tinted_photo",
+                    "global_acc/tinted_sketch", "global_acc/tinted_noisy")
+
 # Adversarial training (README "Adversarial training"): configs/fedvpt.py trained clean and with
 # PGD-AT (`:at`), both attacked by `:at`'s evaluation (PGD-10 and APGD-CE-20 at 1/255 and 2/255)
 # on one stratified subset of 576 test images (4 per class and domain), at the final round only.
@@ -144,6 +160,9 @@ COMPARISONS = {
                                  GENERALISATION_SHARED_KEYS, GENERALISATION_METRICS, None, False,
                                  "workdirs/compare_generalisation",
                                  ("eval.personalized=False", "adv.eval=()")),
+    "baselines": Comparison(BASELINE_RUNS, "configs/promptfl.py", BASELINE_SHARED_KEYS,
+                            BASELINE_METRICS, None, False, "workdirs/compare_baselines",
+                            ("adv.eval=()",)),
     "adversarial_training": Comparison(AT_RUNS, "configs/fedvpt.py", AT_SHARED_KEYS,
                                        ("global_acc",), None, True,
                                        "workdirs/compare_adversarial_training", AT_OVERRIDES),
@@ -265,7 +284,8 @@ def _define_flags():
   _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "seeds")
   _METHODS = flags.DEFINE_list("methods", None, f"subset of the set's runs (pep: "
                                f"{', '.join(RUNS)}; adversarial: {', '.join(ADVERSARIAL_RUNS)}; "
-                               f"generalisation: {', '.join(GENERALISATION_RUNS)}; adversarial_training: "
+                               f"generalisation: {', '.join(GENERALISATION_RUNS)}; baselines: "
+                               f"{', '.join(BASELINE_RUNS)}; adversarial_training: "
                                f"{', '.join(AT_RUNS)}); default all")
   _SET = flags.DEFINE_multi_string("set", [], "key=value applied to every run")
 

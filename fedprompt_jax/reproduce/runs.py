@@ -25,6 +25,8 @@ LABELS = {
     "zeroshot_acc": "zero-shot", "global_acc": "global", "pers_acc_mean": "personalised mean",
     "pers_acc_worst10": "worst-10%", "novel_acc": "novel", "base_novel_hm": "base-novel HM",
     "robust_acc/clean": "clean (attacked images)", "robust_acc/worst": "worst case",
+    "global_acc/tinted_photo": "global, tinted_photo", "global_acc/tinted_sketch":
+    "global, tinted_sketch", "global_acc/tinted_noisy": "global, tinted_noisy",
 }
 MAIN_KEYS = ("zeroshot_acc", "global_acc", "pers_acc_mean", "pers_acc_worst10")
 
@@ -149,6 +151,14 @@ def adversarial(options: Options) -> Produced:
   compare = compare_module()
   return _comparison("adversarial", "FedAPT against its baselines and ablations",
                      compare.COMPARISONS["adversarial"], options)
+
+
+def baselines(options: Options) -> Produced:
+  compare = compare_module()
+  return _comparison("baselines", "Global baselines at their embedded defaults",
+                     compare.COMPARISONS["baselines"], options,
+                     note="configs/promptfl.py and configs/fedvpt.py as shipped (world v2's "
+                     "three tinted domains), without their robust evaluation.")
 
 
 def adversarial_training(options: Options) -> Produced:

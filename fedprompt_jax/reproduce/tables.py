@@ -48,6 +48,8 @@ REGISTRY: dict[str, Entry] = {
                   "runs", "main"),
     "comparison": Entry("PEP-FedPT, FedVPT, PromptFL and local-only (launch/compare.py "
                         "--comparison=pep)", "runs", "comparison"),
+    "baselines": Entry("PromptFL and FedVPT at their embedded defaults (launch/compare.py "
+                       "--comparison=baselines)", "runs", "baselines"),
     "pep_ablations": Entry("PEP-FedPT's mixing ablations (method.mixing: bayes, prior_only, "
                            "prototype_only, uniform)", "runs", "pep_ablations"),
     "adversarial": Entry("FedAPT against its ablations and the +AT baselines (launch/compare.py "
@@ -63,8 +65,8 @@ REGISTRY: dict[str, Entry] = {
 }
 NAMES = tuple(REGISTRY)
 # The tables of launch/compare.py's comparisons: one row per method (--methods picks a subset).
-COMPARISON_TABLES = ("comparison", "pep_ablations", "adversarial", "adversarial_training",
-                     "generalisation")
+COMPARISON_TABLES = ("comparison", "baselines", "pep_ablations", "adversarial",
+                     "adversarial_training", "generalisation")
 
 
 class ProducerError(ValueError):
