@@ -81,7 +81,8 @@ def produce(options: Options) -> Produced:
     import matplotlib  # pylint: disable=import-outside-toplevel
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-    names = [f"{t}\n({'v2' if p != 'alone' else 'alone'})" for p, t in measured]
+    tick = {"alone": "alone", "union": "union", "union, held out": "held out"}
+    names = [f"{t}\n({tick.get(p, p)})" for p, t in measured]
     fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(names)), 3.6))
     x = np.arange(len(names))
     zs = [np.mean([r.zero_shot for r in rows]) * 100 for rows in measured.values()]

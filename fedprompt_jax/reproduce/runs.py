@@ -8,6 +8,7 @@ through launch/compare.py's `run_comparison` (the same configs, shared keys and 
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import os
 import shutil
@@ -102,6 +103,19 @@ def main(options: Options) -> Produced:
   return Produced(table, _copy(first), meta)
 
 
+def _final_rounds(results: dict) -> str:
+  """"Final round 20", naming the methods that ended elsewhere ("zeroshot: round 0")."""
+  by_method = {m: tuple(sorted({r["round"] for r in runs})) for m, runs in results.items()}
+  counts = collections.Counter(by_method.values())
+  common = max(counts, key=counts.get)
+  others = {m: r for m, r in by_method.items() if r != common}
+  text = f"Final round {', '.join(map(str, common))}"
+  if others:
+    text += " (" + "; ".join(f"{m}: round {', '.join(map(str, r))}" for m, r in others.items())
+    text += (", it trains nothing)" if set(others) == {"zeroshot"} else ")")
+  return text
+
+
 def _comparison(name: str, title: str, spec, options: Options, defaults=(),
                 note: str = "") -> Produced:
   """Runs `spec` (a compare.Comparison) through run_comparison; mean +- std per method."""
@@ -125,12 +139,11 @@ def _comparison(name: str, title: str, spec, options: Options, defaults=(),
     found = sorted({run_files.partition_hash(os.path.join(workdir, f"{m}_seed{seed}"))
                     for m in methods} - {None})
     partitions[seed] = found[0] if len(found) == 1 else found
-  rounds = sorted({r["round"] for runs in results.values() for r in runs})
   table = results_io.Table(
       name=name, title=title,
       columns=("method",) + tuple(label(k) for k in metrics),
       rows=rows,
-      notes=(f"Final round {', '.join(map(str, rounds))}, mean +- std (ddof=0) over seeds "
+      notes=(f"{_final_rounds(results)}, mean +- std (ddof=0) over seeds "
              f"{', '.join(seeds)}, in %; launch/compare.py's runs{_settings_note(overrides)}. "
              + note).strip())
   meta = dict(
@@ -188,3 +201,54 @@ def pep_ablations(options: Options) -> Produced:
                      COMPARE_DEFAULTS,
                      note="pep_bayes is PEP-FedPT's default mixing; prior_only and "
                      "prototype_only keep one factor of it, uniform neither.")
+
+
+SWEEP_LRS = (0.003, 0.03, 0.3)
+SWEEP_METHODS = ("fedmvp", "promptfl", "fedvpt")
+
+
+def generalisation_lr(options: Options) -> Produced:
+  """The learning-rate sweep that picks each method's rate for the generalisation table.
+
+  FedMVP, PromptFL and FedVPT in the generalisation comparison's federation at each of
+  SWEEP_LRS (`--set=optim.lr=X` for every method alike); a cell is base-novel HM (base /
+  novel), mean over the seeds given (the README's table: seed 0 only).
+  """
+  from fedprompt_jax import workdir as workdir_lib  # pylint: disable=import-outside-toplevel
+  compare = compare_module()
+  spec = compare.COMPARISONS["generalisation"]
+  seeds, methods = list(options.seeds), list(options.methods or SWEEP_METHODS)
+  unknown = [m for m in methods if m not in spec.runs]
+  if unknown:
+    raise ProducerError(f"--methods has {', '.join(unknown)}, not a run of table "
+                        f"generalisation_lr; valid: {', '.join(spec.runs)}")
+  finals, config_hashes = {}, {}
+  for lr in SWEEP_LRS:
+    overrides = list(options.overrides) + [f"optim.lr={lr}"]
+    results, _ = compare.run_comparison(spec, os.path.join(options.workdir, f"lr{lr}"), seeds,
+                                        methods, overrides)
+    finals[str(lr)] = results
+    config_hashes[str(lr)] = {m: workdir_lib.config_hash(
+        compare.run_config(spec, m, seeds[0], overrides)) for m in methods}
+
+  def cell(runs):
+    hm, base, novel = (results_io.mean_and_std([r.get(k) for r in runs])
+                       for k in ("base_novel_hm", "global_acc", "novel_acc"))
+    return (f"{results_io.format_cell(hm[0], 'pct')} ({results_io.format_cell(base[0], 'pct')}"
+            f" / {results_io.format_cell(novel[0], 'pct')})")
+
+  rows = tuple((m,) + tuple(cell(finals[str(lr)][m]) for lr in SWEEP_LRS) for m in methods)
+  table = results_io.Table(
+      name="generalisation_lr",
+      title="Generalisation: the learning-rate sweep (base-novel HM, base / novel)",
+      columns=("method",) + tuple(f"lr {lr:g}" for lr in SWEEP_LRS),
+      rows=rows,
+      notes=(f"Final round, {'mean over seeds' if len(seeds) > 1 else 'seed'} "
+             f"{', '.join(seeds)}, in %; "
+             "launch/compare.py --comparison=generalisation --set=optim.lr=X"
+             f"{_settings_note(options.overrides)}. Each method's best HM here is its rate in "
+             "the generalisation table (launch/compare.py GENERALISATION_LR); the FedMVP "
+             "ablations take FedMVP's."))
+  meta = dict(seeds=seeds, overrides=list(options.overrides), learning_rates=list(SWEEP_LRS),
+              config_hash=config_hashes, final_records=finals)
+  return Produced(table, None, meta)

@@ -46,19 +46,22 @@ REGISTRY: dict[str, Entry] = {
                         "throughput"),
     "main": Entry("the main command (configs/pep.py) per seed, final round, mean and std",
                   "runs", "main"),
-    "comparison": Entry("PEP-FedPT, FedVPT, PromptFL and local-only (launch/compare.py "
-                        "--comparison=pep)", "runs", "comparison"),
     "baselines": Entry("PromptFL and FedVPT at their embedded defaults (launch/compare.py "
                        "--comparison=baselines)", "runs", "baselines"),
+    "comparison": Entry("PEP-FedPT, FedVPT, PromptFL and local-only (launch/compare.py "
+                        "--comparison=pep)", "runs", "comparison"),
     "pep_ablations": Entry("PEP-FedPT's mixing ablations (method.mixing: bayes, prior_only, "
                            "prototype_only, uniform)", "runs", "pep_ablations"),
-    "adversarial": Entry("FedAPT against its ablations and the +AT baselines (launch/compare.py "
-                         "--comparison=adversarial)", "runs", "adversarial"),
     "adversarial_training": Entry("FedVPT trained clean against PGD-AT, attacked alike "
                                   "(launch/compare.py --comparison=adversarial_training)",
                                   "runs", "adversarial_training"),
+    "adversarial": Entry("FedAPT against its ablations and the +AT baselines (launch/compare.py "
+                         "--comparison=adversarial)", "runs", "adversarial"),
     "attacks": Entry("PGD and APGD against torch / IBM ART references, and PGD-k's cost "
                      "(needs torch)", "bench_tables", "attacks"),
+    "generalisation_lr": Entry("the learning-rate sweep behind the generalisation table's "
+                               "rates (FedMVP, PromptFL, FedVPT at 0.003, 0.03, 0.3)", "runs",
+                               "generalisation_lr"),
     "generalisation": Entry("FedMVP base-to-novel against its ablations and baselines "
                             "(launch/compare.py --comparison=generalisation)", "runs",
                             "generalisation"),
@@ -66,7 +69,7 @@ REGISTRY: dict[str, Entry] = {
 NAMES = tuple(REGISTRY)
 # The tables of launch/compare.py's comparisons: one row per method (--methods picks a subset).
 COMPARISON_TABLES = ("comparison", "baselines", "pep_ablations", "adversarial",
-                     "adversarial_training", "generalisation")
+                     "adversarial_training", "generalisation_lr", "generalisation")
 
 
 class ProducerError(ValueError):
