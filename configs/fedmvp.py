@@ -18,15 +18,13 @@ data.attributes_file. Cross-dataset and cross-domain presets set the training si
 the evaluation on other data sets or held-out domains swaps their attributes in
 (method.prepare on the target's classes).
 
-The learning rate stays the paper's 0.003: a sweep on seed 0 of the embedded default (20
-rounds; launch/compare.py --comparison=generalisation --methods=fedmvp --set=optim.lr=X)
-gave base / novel / HM 17.7 / 21.9 / 19.6% at 0.003, 18.3 / 22.5 / 20.2% at 0.03 and
-17.9 / 21.2 / 19.4% at 0.3 (zero-shot 17.1 / 20.2 / 18.5%). No rate in that range takes
-the HM 2 points above zero-shot, so none is a reason to leave the paper's value: the
-step size only grows the prompts, while the consistency loss (alpha = 10) holds the
-prompted feature near the frozen CLIP's, which is the wrong one on falsecolour (README
-"Generalisation"). The generalisation comparison (launch/compare.py) runs FedMVP at
-0.03, its best HM of that sweep, by the rule it applies to every method.
+The learning rate stays the paper's 0.003. A sweep on seed 0 of the embedded default
+(`python launch/reproduce.py --table=generalisation_lr --seeds=0`) gave base-novel HM 63.0%
+at 0.003, 65.5% at 0.03 and 68.0% at 0.3 (zero-shot 52.1%); the generalisation comparison
+(launch/compare.py) runs FedMVP at 0.3, its best HM of that sweep, by the rule it applies to
+every method, but on seeds 1 and 2 that rate ends below zero-shot (README "Generalisation"),
+so the sweep is no reason to leave the paper's value. On world v1's falsecolour the same
+sweep moved the HM by less than a point.
 """
 
 from fedprompt_jax import config as config_lib
