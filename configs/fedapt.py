@@ -1,8 +1,8 @@
 """FedAPT and its baselines in the setting of the "class information gap".
 
 Embedded default: world v2's three tinted shapes domains (48 classes; config.federated_world),
-24 label-disjoint clients holding 2 classes each, 6 per round, `fed.label_space=local` (a client's loss and its
-training attack see only its own classes), PGD-AT in every local step (2 steps at 1/255), and
+24 label-disjoint clients holding 2 classes each, 6 per round, `fed.label_space=local` (a
+client's loss and its training attack see only its own classes), PGD-AT in every local step (2 steps at 1/255), and
 robust evaluation over all classes: PGD-10 and APGD-CE-20 at 1/255 and 2/255 and their
 per-example worst case.
 
