@@ -57,7 +57,7 @@ def _copy(src: str):
   return lambda path: shutil.copyfile(src, path)
 
 
-def _settings_note(overrides) -> str:
+def settings_note(overrides) -> str:
   """" with `k=v`, ..." for the overrides in effect (a key given twice: its last value)."""
   last = {o.partition("=")[0].strip(): o for o in overrides}
   return (" with " + ", ".join(f"`{o}`" for o in last.values())) if last else ""
@@ -92,7 +92,7 @@ def main(options: Options) -> Produced:
       rows=tuple(rows),
       formats=("g",) + ("pct",) * len(keys),
       notes=(f"`python launch/run.py --config={MAIN_CONFIG} --config.seed=S`"
-             f"{_settings_note(options.overrides)}, each seed its own run; final round "
+             f"{settings_note(options.overrides)}, each seed its own run; final round "
              f"{', '.join(map(str, sorted(rounds)))}. std over seeds with ddof=0 (as "
              "launch/compare.py)."))
   meta = dict(seeds=list(options.seeds), overrides=list(options.overrides),
@@ -144,7 +144,7 @@ def _comparison(name: str, title: str, spec, options: Options, defaults=(),
       columns=("method",) + tuple(label(k) for k in metrics),
       rows=rows,
       notes=(f"{_final_rounds(results)}, mean +- std (ddof=0) over seeds "
-             f"{', '.join(seeds)}, in %; launch/compare.py's runs{_settings_note(overrides)}. "
+             f"{', '.join(seeds)}, in %; launch/compare.py's runs{settings_note(overrides)}. "
              + note).strip())
   meta = dict(
       seeds=seeds, overrides=overrides, metrics=list(metrics), workdir=workdir,
@@ -246,7 +246,7 @@ def generalisation_lr(options: Options) -> Produced:
       notes=(f"Final round, {'mean over seeds' if len(seeds) > 1 else 'seed'} "
              f"{', '.join(seeds)}, in %; "
              "launch/compare.py --comparison=generalisation --set=optim.lr=X"
-             f"{_settings_note(options.overrides)}. Each method's best HM here is its rate in "
+             f"{settings_note(options.overrides)}. Each method's best HM here is its rate in "
              "the generalisation table (launch/compare.py GENERALISATION_LR); the FedMVP "
              "ablations take FedMVP's."))
   meta = dict(seeds=seeds, overrides=list(options.overrides), learning_rates=list(SWEEP_LRS),

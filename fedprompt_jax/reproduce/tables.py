@@ -65,11 +65,13 @@ REGISTRY: dict[str, Entry] = {
     "generalisation": Entry("FedMVP base-to-novel against its ablations and baselines "
                             "(launch/compare.py --comparison=generalisation)", "runs",
                             "generalisation"),
+    "transfer": Entry("the generalisation runs on digits and on the unseen shapes domain "
+                      "(launch/transfer_eval.py, clean)", "transfer_table", "produce"),
 }
 NAMES = tuple(REGISTRY)
 # The tables of launch/compare.py's comparisons: one row per method (--methods picks a subset).
 COMPARISON_TABLES = ("comparison", "baselines", "pep_ablations", "adversarial",
-                     "adversarial_training", "generalisation_lr", "generalisation")
+                     "adversarial_training", "generalisation_lr", "generalisation", "transfer")
 
 
 class ProducerError(ValueError):
