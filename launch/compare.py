@@ -45,8 +45,8 @@ from fedprompt_jax import atomic  # noqa: E402
 from fedprompt_jax import config as config_lib  # noqa: E402
 from fedprompt_jax import plot_compare  # noqa: E402
 
-# FedVPT as in the README's comparison table: 8 tokens and SGD at 0.05 (the held-out-domain
-# default, 32 tokens with Adam and a cosine, is tuned for adversarial training there).
+# FedVPT as in the README's comparison table: 8 tokens and SGD at 0.05 (configs/fedvpt.py's
+# default, 32 tokens with Adam and a cosine, was chosen for adversarial training on world v1).
 _FEDVPT = ("method.num_tokens=8", "optim.name=sgd", "optim.lr=0.05", "optim.schedule=constant")
 # name -> (config file, extra "key=value" overrides)
 RUNS = {
@@ -71,6 +71,9 @@ ADVERSARIAL_RUNS = {
     "fedvpt": ("configs/fedapt.py", ("fedvpt",)),
     "maple": ("configs/fedapt.py", ("maple",)),
     "zeroshot": ("configs/fedapt.py", ("zeroshot",)),
+    # FedAPT with M = 16 context tokens per layer (48 visual tokens on the tiny CLIP, against
+    # FedVPT+AT's 128): the capacity check of README "FedAPT against its baselines".
+    "fedapt_m16": ("configs/fedapt.py", ("method.num_ctx=16",)),
 }
 # The federation and the evaluation every run shares (fed.label_space is not: global_labels
 # changes it; adv.train is not: no_at and zeroshot change it).
