@@ -103,7 +103,8 @@ def test_cli_errors_are_one_line(tmp_path):
   for extra, fragment, code in (
       (["--config.fed.no_such_key=1"], "no_such_key", 2),
       (["--config.fed.num_clients=100000", "--config.fed.clients_per_round=2"],
-       "fed.num_clients=100000 + fed.new_clients=2 exceeds the 96 training examples", 1),
+       # configs/fedvpt.py's three tinted domains x 48 classes x SMALL's 2 images per class
+       "fed.num_clients=100000 + fed.new_clients=2 exceeds the 288 training examples", 1),
   ):
     workdir = tmp_path / "w"
     result = subprocess.run(command(workdir, *extra), capture_output=True, text=True, env=env(),
