@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import importlib
 import os
 import shutil
 import sys
@@ -41,13 +42,27 @@ def label(key: str) -> str:
   return key[len("robust_acc/"):] if key.startswith("robust_acc/") else key
 
 
-def compare_module():
-  """launch/compare.py, imported as a module (its flags are defined only when it runs)."""
+def launch_module(name: str):
+  """launch/<name>.py, imported as a module (its flags are defined only when it runs)."""
   launch = os.path.join(REPO, "launch")
   if launch not in sys.path:
     sys.path.insert(0, launch)
-  import compare  # pylint: disable=import-outside-toplevel
-  return compare
+  return importlib.import_module(name)
+
+
+def compare_module():
+  return launch_module("compare")
+
+
+def chosen_methods(options: Options, spec, table: str, default=None) -> list:
+  """options.methods (else `default`, else every run of `spec`); ProducerError names an
+  unknown one before anything runs."""
+  methods = list(options.methods or default or spec.runs)
+  unknown = [m for m in methods if m not in spec.runs]
+  if unknown:
+    raise ProducerError(f"--methods has {', '.join(unknown)}, not a run of table {table}; "
+                        f"valid: {', '.join(spec.runs)}")
+  return methods
 
 
 def _copy(src: str):
@@ -124,11 +139,7 @@ def _comparison(name: str, title: str, spec, options: Options, defaults=(),
   compare = compare_module()
   overrides = list(defaults) + list(options.overrides)
   workdir = os.path.join(options.workdir, name)
-  seeds, methods = list(options.seeds), list(options.methods or spec.runs)
-  unknown = [m for m in methods if m not in spec.runs]
-  if unknown:
-    raise ProducerError(f"--methods has {', '.join(unknown)}, not a run of table {name}; "
-                        f"valid: {', '.join(spec.runs)}")
+  seeds, methods = list(options.seeds), chosen_methods(options, spec, name)
   results, _ = compare.run_comparison(spec, workdir, seeds, methods, overrides)
   metrics = compare.reported_metrics(spec, results)
   rows = tuple((method,) + tuple(results_io.mean_std([r[k] for r in runs if k in r])
@@ -217,11 +228,8 @@ def generalisation_lr(options: Options) -> Produced:
   from fedprompt_jax import workdir as workdir_lib  # pylint: disable=import-outside-toplevel
   compare = compare_module()
   spec = compare.COMPARISONS["generalisation"]
-  seeds, methods = list(options.seeds), list(options.methods or SWEEP_METHODS)
-  unknown = [m for m in methods if m not in spec.runs]
-  if unknown:
-    raise ProducerError(f"--methods has {', '.join(unknown)}, not a run of table "
-                        f"generalisation_lr; valid: {', '.join(spec.runs)}")
+  seeds = list(options.seeds)
+  methods = chosen_methods(options, spec, "generalisation_lr", SWEEP_METHODS)
   finals, config_hashes = {}, {}
   for lr in SWEEP_LRS:
     overrides = list(options.overrides) + [f"optim.lr={lr}"]

@@ -11,33 +11,20 @@ PromptFL and FedVPT digits' class names) and on the shapes domains the run never
 from __future__ import annotations
 
 import os
-import sys
 
 from fedprompt_jax.reproduce import results_io, runs
-from fedprompt_jax.reproduce.tables import REPO, Options, Produced, ProducerError
+from fedprompt_jax.reproduce.tables import Options, Produced
 
 METHODS = ("zeroshot", "fedmvp", "fedmvp_class_name", "fedmvp_no_consistency", "promptfl",
            "fedvpt")
 TARGETS = ("digits", "shapes")  # shapes: the run's own classes, its untrained domains
 
 
-def _transfer_module():
-  launch = os.path.join(REPO, "launch")
-  if launch not in sys.path:
-    sys.path.insert(0, launch)
-  import transfer_eval  # pylint: disable=import-outside-toplevel
-  return transfer_eval
-
-
 def produce(options: Options) -> Produced:
   compare = runs.compare_module()
-  transfer_eval = _transfer_module()
+  transfer_eval = runs.launch_module("transfer_eval")
   spec = compare.COMPARISONS["generalisation"]
-  seeds, methods = list(options.seeds), list(options.methods or METHODS)
-  unknown = [m for m in methods if m not in spec.runs]
-  if unknown:
-    raise ProducerError(f"--methods has {', '.join(unknown)}, not a run of table transfer; "
-                        f"valid: {', '.join(spec.runs)}")
+  seeds, methods = list(options.seeds), runs.chosen_methods(options, spec, "transfer", METHODS)
   # The generalisation table's runs: the sibling folder of this table's workdir.
   workdir = os.path.join(os.path.dirname(os.path.normpath(options.workdir)), "generalisation",
                          "generalisation")
