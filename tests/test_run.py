@@ -15,7 +15,10 @@ from fedprompt_jax import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUN = os.path.join(REPO, "launch", "run.py")
+# One tinted domain (96 training, 48 test images): the tests here check the run's mechanics
+# (resume, exit codes, evaluation), which the default's three domains would only make slower.
 SMALL = [f"--config.clip.checkpoint={fixture_dir('clip_tiny_a')}",
+         "--config.data.domains=('tinted_photo',)",
          "--config.eval.check_zero_shot=False", "--config.fed.rounds=6", "--config.eval.every=1",
          "--config.data.train_per_class_domain=2", "--config.data.test_per_class_domain=1",
          "--config.fed.num_clients=8", "--config.fed.new_clients=2",
@@ -103,8 +106,8 @@ def test_cli_errors_are_one_line(tmp_path):
   for extra, fragment, code in (
       (["--config.fed.no_such_key=1"], "no_such_key", 2),
       (["--config.fed.num_clients=100000", "--config.fed.clients_per_round=2"],
-       # configs/fedvpt.py's three tinted domains x 48 classes x SMALL's 2 images per class
-       "fed.num_clients=100000 + fed.new_clients=2 exceeds the 288 training examples", 1),
+       # SMALL's one domain x 48 classes x 2 images per class
+       "fed.num_clients=100000 + fed.new_clients=2 exceeds the 96 training examples", 1),
   ):
     workdir = tmp_path / "w"
     result = subprocess.run(command(workdir, *extra), capture_output=True, text=True, env=env(),
@@ -143,6 +146,7 @@ def test_robust_eval_of_a_workdir_reproduces_the_runs_figures(tmp_path):
                         "method.num_tokens=8,"
                         "eval.check_zero_shot=False")
   c.clip.checkpoint = fixture_dir("clip_tiny_a")
+  c.data.domains = ("tinted_photo",)  # as SMALL: 48 test images
   c.adv.eval = ("pgd:linf:eps=4/255:steps=3", "fgsm:linf:eps=4/255")
   workdir = str(tmp_path / "run")
   last = train.train_and_evaluate(c, workdir)[-1]
