@@ -210,3 +210,89 @@ def test_main_table_end_to_end(tmp_path):
       tmp_path / "work" / "main_seed0" / "curves.png").read_bytes()
   assert "Regenerate: `python launch/reproduce.py --table=main --seeds=0 ...`" in (
       folder / "table.md").read_text()
+
+
+def test_dp_table_calibrates_each_run_and_tabulates_its_final_record(tmp_path, monkeypatch):
+  """The dp producer's own logic, with training replaced by a record made from the config it
+  was given (tests/test_dp.py runs DP training itself): z spends the target in the rounds,
+  inf and off are what they say, each cell is its run's, the runs go where dp_sweep puts them."""
+  from fedprompt_jax import train  # pylint: disable=import-outside-toplevel
+  from fedprompt_jax.privacy import settings as dp_settings  # pylint: disable=import-outside-toplevel
+  seen = {}
+
+  def fake_train(c, workdir, *unused):
+    seen[os.path.relpath(workdir, tmp_path)] = c
+    spent = dp_settings.accountant(c).epsilon(c.fed.rounds) if c.dp.enabled else None
+    acc = 0.5 + 0.01 * c.seed + (0.1 if not c.dp.enabled else 0.05 * (c.dp.noise_multiplier == 0))
+    return [dict(round=0, zeroshot_acc=0.4 + 0.01 * c.seed, global_acc=0.4),
+            dict(round=c.fed.rounds, zeroshot_acc=0.4 + 0.01 * c.seed, global_acc=acc,
+                 dp_epsilon=spent)]
+
+  monkeypatch.setattr(train, "train_and_evaluate", fake_train)
+  options = tables.Options(seeds=("0", "1"), workdir=str(tmp_path),
+                           overrides=("methods=promptfl", "epsilons=3,inf,off", "rounds=4"))
+  table = tables.produce("dp", options).table
+  assert sorted(seen) == sorted(f"promptfl/eps_{e}_seed_{s}" for e in ("3", "inf", "off")
+                                for s in (0, 1))
+  for s in (0, 1):
+    c3, cinf, coff = (seen[f"promptfl/eps_{e}_seed_{s}"] for e in ("3", "inf", "off"))
+    assert c3.seed == s and c3.fed.rounds == 4 and c3.fed.num_clients == 1000
+    assert c3.dp.enabled and c3.dp.target_epsilon == 3.0
+    spent = dp_settings.accountant(c3).epsilon(4)
+    assert 2.95 < spent <= 3.0  # calibrated to spend the target, not less
+    assert cinf.dp.enabled and cinf.dp.noise_multiplier == 0 and cinf.dp.target_epsilon is None
+    assert not coff.dp.enabled
+  assert table.columns == ("method", "epsilon", "z", "epsilon spent", "seed 0", "seed 1",
+                           "mean +- std")
+  by_name = {(r[0], r[1]): r for r in table.rows}
+  assert by_name[("zero-shot", "-")][4:6] == pytest.approx((0.4, 0.41))
+  eps3 = by_name[("promptfl", "3")]
+  assert eps3[2] == seen["promptfl/eps_3_seed_0"].dp.noise_multiplier and 2.95 < eps3[3] <= 3.0
+  assert eps3[4:6] == pytest.approx((0.5, 0.51)) and eps3[6] == "50.5 +- 0.5"
+  inf, off = by_name[("promptfl", "inf (clip, z = 0)")], by_name[("promptfl", "no DP")]
+  assert inf[2:4] == (0.0, None) and inf[4:6] == pytest.approx((0.55, 0.56))
+  assert off[2:4] == (None, None) and off[4:6] == pytest.approx((0.6, 0.61))
+  with pytest.raises(tables.ProducerError, match="'cifar'.*valid: promptfl, fedvpt, pep"):
+    tables.produce("dp", tables.Options(overrides=("methods=cifar",)))
+
+
+def test_vs_pytorch_table_runs_the_benchmark_pinned_and_tabulates_its_json(monkeypatch):
+  """The producer's own part (benchmarks/vs_pytorch.py itself: tests/test_vs_pytorch.py): the
+  command it starts, and each cell from the figures the benchmark wrote."""
+  from fedprompt_jax.reproduce import bench_tables  # pylint: disable=import-outside-toplevel
+  started = []
+  seconds = {"fedvpt/torch": [2.0, 3.0, 4.0], "fedvpt/ours": [1.0, 2.0, 1.0],
+             "promptfl/torch": [6.0, 6.0, 6.0], "promptfl/ours": [4.0, 4.0, 4.0],
+             "promptfl+cache/ours": [1.0, 2.0, 3.0]}
+  ratio = lambda a, b: sorted(x / y for x, y in zip(seconds[a], seconds[b]))
+  figures = dict(seconds=seconds, targets={"fedvpt": 1.3, "promptfl+cache": 3.0},
+                 cache_fill_seconds=0.5, first_round_max_abs_diff={"fedvpt": 1e-6},
+                 ratios={n: dict(median=ratio(a, b)[1], min=ratio(a, b)[0], max=ratio(a, b)[2])
+                         for n, a, b in (("fedvpt", "fedvpt/torch", "fedvpt/ours"),
+                                         ("promptfl", "promptfl/torch", "promptfl/ours"),
+                                         ("promptfl+cache", "promptfl/torch",
+                                          "promptfl+cache/ours"),
+                                         ("cache_speedup", "promptfl/ours",
+                                          "promptfl+cache/ours"))})
+
+  def fake_run(cmd, **unused):
+    started.append(cmd)
+    out = [a for a in cmd if a.startswith("--json=")][0][len("--json="):]
+    with open(out, "w", encoding="utf-8") as f:
+      json.dump(figures, f)
+    return subprocess.CompletedProcess(cmd, 0, "K=64 clients x ...\nmore\n", "")
+
+  monkeypatch.setattr(bench_tables.subprocess, "run", fake_run)
+  table = tables.produce("vs_pytorch", tables.Options(overrides=("repeats=3",))).table
+  assert started[0][1].endswith(os.path.join("benchmarks", "vs_pytorch.py"))
+  assert started[0][2:-1] == ["--k=64", "--steps=2", "--batch=32", "--repeats=3", "--threads=1"]
+  assert [r[1:] for r in table.rows] == [
+      (3.0, 1.0, "2.00x [1.50, 4.00]", ">= 1.3: PASS"),
+      (6.0, 4.0, "1.50x [1.50, 1.50]", "-"),
+      (6.0, 2.0, "3.00x [2.00, 6.00]", ">= 3: PASS"),
+      (4.0, 2.0, "2.00x [1.33, 4.00]", "-")]
+  assert "K=64 clients x ..." in table.notes and "1.0e-6 (fedvpt)" in table.notes
+  monkeypatch.setattr(bench_tables.subprocess, "run", lambda cmd, **unused:
+                      subprocess.CompletedProcess(cmd, 1, "", "Traceback\nImportError: torch\n"))
+  with pytest.raises(RuntimeError, match="exited 1: ImportError: torch"):
+    tables.produce("vs_pytorch", tables.Options(overrides=("quick=True",)))

@@ -1,13 +1,18 @@
-"""The tables of the benchmarks: `throughput` (benchmarks/round_throughput.py's `run`) and
+"""The tables of the benchmarks: `throughput` (benchmarks/round_throughput.py's `run`),
 `attacks` (benchmarks/attack_reference.py's checks against torch and IBM ART, and
-benchmarks/attack_cost.py's PGD-k cost). The benchmarks compute; this module only tabulates.
---set keys are the benchmarks' own options (underscores for dashes)."""
+benchmarks/attack_cost.py's PGD-k cost) and `vs_pytorch` (benchmarks/vs_pytorch.py, in a
+process of its own so that `--threads` pins it before JAX starts). The benchmarks compute; this
+module only tabulates. --set keys are the benchmarks' own options (underscores for dashes)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import statistics
+import subprocess
 import sys
+import tempfile
 
 from fedprompt_jax.reproduce import results_io
 from fedprompt_jax.reproduce.tables import REPO, Options, Produced, ProducerError, settings
@@ -20,6 +25,10 @@ THROUGHPUT_DEFAULTS = {"quick": False, "sections": "1,2,3,4,5", "steps": 2, "bat
 # benchmarks/attack_cost.py's attack section (cost=False skips it) and the reference checks.
 ATTACKS_DEFAULTS = {"cost": True, "batch": 32, "steps": "1,5,10", "repeats": 9, "budget": 10.0,
                     "art": True}
+# benchmarks/vs_pytorch.py's options; threads=0: each library's default threads. One pinned
+# core each (threads=1) is the fair comparison on a machine that other jobs load (README).
+VS_PYTORCH_DEFAULTS = {"k": 64, "steps": 2, "batch": 32, "repeats": 3, "threads": 1,
+                       "quick": False}
 
 
 def _benchmark(name: str):
@@ -116,3 +125,60 @@ def attacks(options: Options) -> Produced:
              "tests/test_attacks_reference.py) on the parity fixture clip_tiny_a."))
   return Produced(table, None, dict(settings=s, checks=checks, cost=cost,
                                     backend=jax.default_backend()))
+
+
+def vs_pytorch(options: Options) -> Produced:
+  s = settings("vs_pytorch", options.overrides, VS_PYTORCH_DEFAULTS)
+  if not _benchmark("attack_reference").HAS_TORCH:
+    raise ProducerError('table vs_pytorch needs torch and transformers: pip install -e ".[torch]"')
+  argv = (["--quick"] if s["quick"] else  # the benchmark's smoke sizes replace the others
+          [f"--k={s['k']}", f"--steps={s['steps']}", f"--batch={s['batch']}",
+           f"--repeats={s['repeats']}"])
+  argv += [f"--threads={s['threads']}"] if s["threads"] else []
+  with tempfile.TemporaryDirectory() as tmp:
+    out = os.path.join(tmp, "figures.json")
+    run = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", "vs_pytorch.py"),
+                          *argv, f"--json={out}"], capture_output=True, text=True, check=False)
+    if run.returncode != 0:
+      tail = run.stderr.strip().splitlines()[-1:] or ["(no output)"]
+      raise RuntimeError(f"benchmarks/vs_pytorch.py exited {run.returncode}: {tail[0]}")
+    with open(out, encoding="utf-8") as f:
+      fig = json.load(f)
+  header = run.stdout.strip().splitlines()[0]  # sizes, cores, versions, threads, chunk
+  t, r, targets = fig["seconds"], fig["ratios"], fig["targets"]
+  median = statistics.median
+
+  def ratio(name):
+    x = r[name]
+    return f"{fmt(x['median'], 'ratio')} [{x['min']:.2f}, {x['max']:.2f}]"
+
+  def verdict(name):
+    if name not in targets:
+      return "-"
+    return f">= {targets[name]:g}: {'PASS' if r[name]['median'] >= targets[name] else 'MISS'}"
+
+  rows = (("FedVPT", median(t["fedvpt/torch"]), median(t["fedvpt/ours"]), ratio("fedvpt"),
+           verdict("fedvpt")),
+          ("PromptFL, frozen tower at every step", median(t["promptfl/torch"]),
+           median(t["promptfl/ours"]), ratio("promptfl"), verdict("promptfl")),
+          ("PromptFL with the frozen-feature cache", median(t["promptfl/torch"]),
+           median(t["promptfl+cache/ours"]), ratio("promptfl+cache"),
+           verdict("promptfl+cache")),
+          ("ours: PromptFL without / with the cache", median(t["promptfl/ours"]),
+           median(t["promptfl+cache/ours"]), ratio("cache_speedup"), "-"))
+  drift = fig["first_round_max_abs_diff"]
+  table = results_io.Table(
+      name="vs_pytorch", title="Our jitted rounds against the same rounds in PyTorch",
+      columns=("round", "PyTorch (s)", "ours (s)", "PyTorch / ours", "target"), rows=rows,
+      formats=("g", "fixed3", "fixed3", "g", "g"),
+      notes=(f"`python benchmarks/vs_pytorch.py {' '.join(argv)}`: {header}. Seconds: the "
+             "median round; ratios per interleaved repeat (PyTorch's time over ours in the same "
+             "repeat), median [min, max]; last row: ours against ours. The embedded tiny CLIP "
+             "on both sides (transformers' PyTorch CLIPModel loads the same directory), random "
+             "images, the official repositories' client loop on the PyTorch side "
+             "(benchmarks/torch_reference.py). Both compute the same round: after the same "
+             "warm-up round the new global prompts differ by at most "
+             + ", ".join(f"{fmt(d, 'sci')} ({n})" for n, d in drift.items())
+             + f". Encoding the round's images for the cache took {fig['cache_fill_seconds']:.1f}"
+             " s once, outside the timed rounds (per split, not per round)."))
+  return Produced(table, None, dict(settings=s, figures=fig, header=header))

@@ -44,6 +44,9 @@ REGISTRY: dict[str, Entry] = {
     "throughput": Entry("round throughput against the client loop, a centralised step, N and "
                         "peak FLOP/s (benchmarks/round_throughput.py)", "bench_tables",
                         "throughput"),
+    "vs_pytorch": Entry("our jitted FedVPT and PromptFL rounds against the same rounds in "
+                        "PyTorch (benchmarks/vs_pytorch.py; needs torch)", "bench_tables",
+                        "vs_pytorch"),
     "main": Entry("the main command (configs/pep.py) per seed, final round, mean and std",
                   "runs", "main"),
     "baselines": Entry("PromptFL and FedVPT at their embedded defaults (launch/compare.py "
@@ -67,6 +70,8 @@ REGISTRY: dict[str, Entry] = {
                             "generalisation"),
     "transfer": Entry("the generalisation runs on digits and on the unseen shapes domain "
                       "(launch/transfer_eval.py, clean)", "transfer_table", "produce"),
+    "dp": Entry("utility against privacy: client-level DP-FedAvg at epsilon 1, 3, 8, inf and "
+                "without DP (scripts/dp_sweep.py's runs)", "dp_table", "produce"),
 }
 NAMES = tuple(REGISTRY)
 # The tables of launch/compare.py's comparisons: one row per method (--methods picks a subset).
