@@ -25,7 +25,9 @@ COMPARE_DEFAULTS = ("fed.rounds=15", "eval.every=15", "adv.eval=()")
 PEP_MIXINGS = ("bayes", "prior_only", "prototype_only", "uniform")
 LABELS = {
     "zeroshot_acc": "zero-shot", "global_acc": "global", "pers_acc_mean": "personalised mean",
-    "pers_acc_worst10": "worst-10%", "novel_acc": "novel", "base_novel_hm": "base-novel HM",
+    "pers_acc_worst10": "worst-10%", "new_client_acc_mean": "new clients, mean",
+    "new_client_acc_worst10": "new clients, worst-10%", "novel_acc": "novel",
+    "base_novel_hm": "base-novel HM",
     "robust_acc/clean": "clean (attacked images)", "robust_acc/worst": "worst case",
     "global_acc/tinted_photo": "global, tinted_photo", "global_acc/tinted_sketch":
     "global, tinted_sketch", "global_acc/tinted_noisy": "global, tinted_noisy",
@@ -80,20 +82,40 @@ def settings_note(overrides) -> str:
 
 def main(options: Options) -> Produced:
   """The main command per seed: seed rows, then mean and std over seeds; final round, in %."""
+  return _per_seed(options, "main", "The main command, final round, in %", (), MAIN_KEYS)
+
+
+# The new-client table: the main command with NEW_CLIENTS clients that never train (their data
+# is held out of the federation; each is evaluated with the priors of its own labels).
+NEW_CLIENTS = 5
+NEW_CLIENT_KEYS = MAIN_KEYS + ("new_client_acc_mean", "new_client_acc_worst10")
+
+
+def new_clients(options: Options) -> Produced:
+  """The main command with `fed.new_clients`: trained and never-trained clients side by side."""
+  return _per_seed(options, "new_clients",
+                   f"The main command with {NEW_CLIENTS} clients that never train, final round, "
+                   "in %", (f"fed.new_clients={NEW_CLIENTS}",), NEW_CLIENT_KEYS)
+
+
+def _per_seed(options: Options, name: str, title: str, defaults, metric_keys) -> Produced:
+  """configs/pep.py with `defaults` and --set, one run per seed: seed rows, then mean and std
+  over seeds (ddof=0); final round, in %."""
   from fedprompt_jax import cli, run_files, train  # pylint: disable=import-outside-toplevel
   from fedprompt_jax import workdir as workdir_lib  # pylint: disable=import-outside-toplevel
   compare = compare_module()
-  defaults = cli.config_defaults(os.path.join(REPO, MAIN_CONFIG))
+  config_defaults = cli.config_defaults(os.path.join(REPO, MAIN_CONFIG))
+  overrides = list(defaults) + list(options.overrides)
   finals, partitions, config_hashes, rounds = {}, {}, set(), set()
   for seed in options.seeds:
-    c = compare.load_config(MAIN_CONFIG, list(options.overrides) + [f"seed={int(seed)}"])
+    c = compare.load_config(MAIN_CONFIG, overrides + [f"seed={int(seed)}"])
     run_dir = os.path.join(options.workdir, f"main_seed{seed}")
-    records = train.train_and_evaluate(c, run_dir, defaults)
+    records = train.train_and_evaluate(c, run_dir, config_defaults)
     finals[seed] = records[-1]
     rounds.add(records[-1]["round"])
     partitions[seed] = run_files.partition_hash(run_dir)
     config_hashes.add(workdir_lib.config_hash(c))
-  keys = [k for k in MAIN_KEYS if any(k in r for r in finals.values())]
+  keys = [k for k in metric_keys if any(k in r for r in finals.values())]
   keys += [k for k in compare.robust_keys({"main": list(finals.values())})
            if k != "robust_acc/clean"]
   rows = [(f"{seed}",) + tuple(finals[seed].get(k) for k in keys) for seed in options.seeds]
@@ -101,16 +123,16 @@ def main(options: Options) -> Produced:
   rows += [("mean",) + tuple(st and st[0] for st in stats),
            ("std",) + tuple(st and st[1] for st in stats)]
   table = results_io.Table(
-      name="main",
-      title="The main command, final round, in %",
+      name=name,
+      title=title,
       columns=("seed",) + tuple(label(k) for k in keys),
       rows=tuple(rows),
       formats=("g",) + ("pct",) * len(keys),
       notes=(f"`python launch/run.py --config={MAIN_CONFIG} --config.seed=S`"
-             f"{settings_note(options.overrides)}, each seed its own run; final round "
+             f"{settings_note(overrides)}, each seed its own run; final round "
              f"{', '.join(map(str, sorted(rounds)))}. std over seeds with ddof=0 (as "
              "launch/compare.py)."))
-  meta = dict(seeds=list(options.seeds), overrides=list(options.overrides),
+  meta = dict(seeds=list(options.seeds), overrides=overrides,
               config=MAIN_CONFIG, config_hash=sorted(config_hashes),
               partition_hash=partitions, final_records=finals,
               workdirs={s: os.path.join(options.workdir, f"main_seed{s}") for s in options.seeds})

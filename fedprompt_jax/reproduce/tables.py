@@ -49,6 +49,8 @@ REGISTRY: dict[str, Entry] = {
                         "vs_pytorch"),
     "main": Entry("the main command (configs/pep.py) per seed, final round, mean and std",
                   "runs", "main"),
+    "new_clients": Entry("the main command with 5 clients that never train (fed.new_clients)",
+                         "runs", "new_clients"),
     "baselines": Entry("PromptFL and FedVPT at their embedded defaults (launch/compare.py "
                        "--comparison=baselines)", "runs", "baselines"),
     "comparison": Entry("PEP-FedPT, FedVPT, PromptFL and local-only (launch/compare.py "
