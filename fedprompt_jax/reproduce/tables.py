@@ -72,6 +72,8 @@ REGISTRY: dict[str, Entry] = {
                             "generalisation"),
     "transfer": Entry("the generalisation runs on digits and on the unseen shapes domain "
                       "(launch/transfer_eval.py, clean)", "transfer_table", "produce"),
+    "vitb16_memory": Entry("a CLIP of ViT-B/16's size on this host: the memory plan against the "
+                           "measured peak (needs torch)", "memory_table", "produce"),
     "dp": Entry("utility against privacy: client-level DP-FedAvg at epsilon 1, 3, 8, inf and "
                 "without DP (scripts/dp_sweep.py's runs)", "dp_table", "produce"),
 }
