@@ -116,8 +116,10 @@ def _per_seed(options: Options, name: str, title: str, defaults, metric_keys) ->
     partitions[seed] = run_files.partition_hash(run_dir)
     config_hashes.add(workdir_lib.config_hash(c))
   keys = [k for k in metric_keys if any(k in r for r in finals.values())]
-  keys += [k for k in compare.robust_keys({"main": list(finals.values())})
-           if k != "robust_acc/clean"]
+  robust = [k for k in compare.robust_keys({"main": list(finals.values())})
+            if k != "robust_acc/clean"]
+  attacks = [k for k in robust if not k.startswith("robust_acc/worst")]
+  keys += attacks if len(attacks) == 1 else robust  # one attack is its own worst case
   rows = [(f"{seed}",) + tuple(finals[seed].get(k) for k in keys) for seed in options.seeds]
   stats = [results_io.mean_and_std([finals[s].get(k) for s in options.seeds]) for k in keys]
   rows += [("mean",) + tuple(st and st[0] for st in stats),
