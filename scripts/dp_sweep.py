@@ -2,6 +2,7 @@
 
   python scripts/dp_sweep.py                       # PromptFL's dp preset, seeds 0 1 2, 20 rounds
   python scripts/dp_sweep.py --method=fedvpt --seeds=0 --set=fed.num_clients=2000
+  python launch/reproduce.py --table=dp            # the README's table: these configs, every method
 
 Every run is `configs/<method>.py:dp` (config.many_clients_dp: 1,000 clients of a few images, 50 a
 round) with the seed, `--rounds` rounds and the noise multiplier that makes those rounds spend
