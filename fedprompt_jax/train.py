@@ -472,6 +472,13 @@ def train_and_evaluate(c: ml_collections.ConfigDict, workdir: str,
   config_lib.validate(c)
   workdir_lib.check_writable(workdir)
   workdir_lib.check_same_config(c, workdir, defaults)
+  # One process only: hosts that do not share the workdir must all take the same path.
+  done = workdir_lib.finished_records(c, workdir, defaults) if jax.process_count() == 1 else None
+  if done is not None:  # nothing left to run: no model, data or compile for it
+    print(f"{workdir}: finished with this config (summary.txt is that of metrics.jsonl); "
+          "nothing to run", flush=True)
+    print(metrics_lib.summary_table(done), flush=True)
+    return done
   checkpoint.check_not_all_damaged(workdir)
   run = Run(c, workdir)
   run_plan.check(run, baseline)
@@ -514,6 +521,6 @@ def train_and_evaluate(c: ml_collections.ConfigDict, workdir: str,
   if chief:
     plots.save_curves(records, os.path.join(workdir, "curves.png"))
     table = metrics_lib.summary_table(records)
-    atomic.write_text(os.path.join(workdir, "summary.txt"), table + "\n")
+    atomic.write_text(os.path.join(workdir, workdir_lib.SUMMARY_FILE), table + "\n")
     print(table, flush=True)
   return records

@@ -174,3 +174,39 @@ def check_same_config(c: ml_collections.ConfigDict, workdir: str,
         f"workdir {workdir!r} holds a run with another config ({CONFIG_FILE}): {shown}{more}; "
         "rerun with its values or give another --workdir (changeable on resume: "
         f"{', '.join(RESUMABLE_KEYS)})")
+
+
+SUMMARY_FILE = "summary.txt"
+
+
+def finished_records(c: ml_collections.ConfigDict, workdir: str,
+                     defaults: ml_collections.ConfigDict | None = None) -> list[dict] | None:
+  """The records of a run that finished in `workdir` with exactly config `c`; else None.
+
+  Finished: the run wrote summary.txt (only a run that completes does, after its last record)
+  and it is the summary of metrics.jsonl as it is now (a later resume that stopped early
+  appended records after it). Exactly `c`: every key equal to config.json's, resumable keys
+  included (a larger fed.rounds or privacy budget has rounds left to run). A key that an
+  older config.json lacks counts as equal when `c` holds its default (as `check_same_config`).
+  Then `train.train_and_evaluate` has nothing to do, and skips building the run.
+  """
+  from fedprompt_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  from fedprompt_jax import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
+  summary_path = os.path.join(workdir, SUMMARY_FILE)
+  if not (os.path.exists(summary_path) and os.path.exists(os.path.join(workdir, CONFIG_FILE))
+          and os.path.exists(os.path.join(workdir, metrics_lib.METRICS_FILE))):
+    return None
+  old = read_config_json(workdir)
+  known = config_values(config_lib.default_config())
+  if defaults is not None:
+    known.update(config_values(defaults))
+  for key, value in config_values(c).items():
+    before = old.get(key, _ABSENT)
+    if before != value and not (before is _ABSENT and known.get(key, _ABSENT) == value):
+      return None
+  records = metrics_lib.read_metrics(workdir)
+  with open(summary_path, encoding="utf-8") as f:
+    summary = f.read()
+  if not records or summary != metrics_lib.summary_table(records) + "\n":
+    return None
+  return records

@@ -1,6 +1,7 @@
 """launch/reproduce.py and fedprompt_jax/reproduce: the results files, the README blocks, the
 command's errors and one shortened producer run end to end."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -210,6 +211,27 @@ def test_main_table_end_to_end(tmp_path):
       tmp_path / "work" / "main_seed0" / "curves.png").read_bytes()
   assert "Regenerate: `python launch/reproduce.py --table=main --seeds=0 ...`" in (
       folder / "table.md").read_text()
+
+
+def test_a_finished_run_is_read_back_without_building_it(tmp_path, monkeypatch):
+  """A second call finds the run finished (workdir.finished_records) and builds nothing; a
+  changed key, even a resumable one, or records after the summary send it to the real path."""
+  from fedprompt_jax import train  # pylint: disable=import-outside-toplevel
+  options = tables.Options(seeds=("0",), workdir=str(tmp_path), overrides=TINY)
+  first = tables.produce("main", options).table
+
+  def refuse(*unused):
+    raise AssertionError("built the run")
+
+  monkeypatch.setattr(train, "Run", refuse)
+  assert tables.produce("main", options).table == first
+  changed = dataclasses.replace(options, overrides=TINY + ("eval.every=2",))
+  with pytest.raises(AssertionError, match="built the run"):
+    tables.produce("main", changed)
+  with open(tmp_path / "main_seed0" / "metrics.jsonl", "a", encoding="utf-8") as f:
+    f.write(json.dumps({"round": 1, "global_acc": 0.5}) + "\n")
+  with pytest.raises(AssertionError, match="built the run"):
+    tables.produce("main", options)
 
 
 def test_dp_table_calibrates_each_run_and_tabulates_its_final_record(tmp_path, monkeypatch):

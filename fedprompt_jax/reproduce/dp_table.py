@@ -109,7 +109,7 @@ def _figure(finals, methods, epsilons, seeds, path: str) -> None:
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
   finite = [e for e in epsilons if e not in EPSILON_NAMES]
   top = max(map(float, finite)) if finite else 1.0
-  xs = {e: float(e) if e in finite else top * (2.5 if e == "inf" else 4.0) for e in epsilons}
+  xs = {e: float(e) if e in finite else top * (3.0 if e == "inf" else 9.0) for e in epsilons}
   fig, ax = plt.subplots(figsize=(5.2, 3.4))
   for i, m in enumerate(methods):
     colour = f"C{i}"
