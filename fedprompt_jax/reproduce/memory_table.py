@@ -70,10 +70,11 @@ def planned(stdout: str) -> tuple[list[tuple[str, float, str]], float, float]:
 
 
 def phase_seconds(stdout: str) -> dict[str, float]:
-  """{"<phase> (round r)": seconds} from the run's "seconds (round r): a 1.0, b 2.0" lines."""
+  """{"<phase> (round r)": seconds} from the run's "seconds (round r): a 1.0, b 2.0 (5x)" lines
+  (a phase repeated since the last line: its total)."""
   out = {}
   for r, rest in re.findall(r"^seconds \(round (\d+)\): (.*)$", stdout, re.M):
-    for name, value in re.findall(r"([^,]+?) ([\d.]+)(?:,|$)", rest):
+    for name, value in re.findall(r"([^,]+?) ([\d.]+)(?: \(\d+x\))?(?:,|$)", rest):
       out[f"{name.strip()} (round {r})"] = float(value)
   return out
 
