@@ -2,6 +2,7 @@
 table folder under results/ is complete."""
 
 import os
+import re
 
 from fedprompt_jax.reproduce import readme_sync, results_io, tables
 
@@ -21,3 +22,11 @@ def test_every_table_folder_is_complete():
     if os.path.isdir(folder):
       missing = [f for f in results_io.FILES if not os.path.exists(os.path.join(folder, f))]
       assert not missing, f"results/{name}/ lacks {missing}"
+
+
+def test_every_table_has_one_readme_block_in_registry_order():
+  """`--table=list` reads as the README does, and no table is left out of it."""
+  with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
+    text = f.read()
+  blocks = re.findall(r"^<!-- results:([a-z0-9_]+) -->$", text, re.M)
+  assert blocks == list(tables.NAMES)

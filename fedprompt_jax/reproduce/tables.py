@@ -49,12 +49,12 @@ REGISTRY: dict[str, Entry] = {
                         "vs_pytorch"),
     "main": Entry("the main command (configs/pep.py) per seed, final round, mean and std",
                   "runs", "main"),
-    "new_clients": Entry("the main command with 5 clients that never train (fed.new_clients)",
-                         "runs", "new_clients"),
     "baselines": Entry("PromptFL and FedVPT at their embedded defaults (launch/compare.py "
                        "--comparison=baselines)", "runs", "baselines"),
     "comparison": Entry("PEP-FedPT, FedVPT, PromptFL and local-only (launch/compare.py "
                         "--comparison=pep)", "runs", "comparison"),
+    "new_clients": Entry("the main command with 5 clients that never train (fed.new_clients)",
+                         "runs", "new_clients"),
     "pep_ablations": Entry("PEP-FedPT's mixing ablations (method.mixing: bayes, prior_only, "
                            "prototype_only, uniform)", "runs", "pep_ablations"),
     "adversarial_training": Entry("FedVPT trained clean against PGD-AT, attacked alike "
