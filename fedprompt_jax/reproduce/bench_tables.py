@@ -27,7 +27,7 @@ ATTACKS_DEFAULTS = {"cost": True, "batch": 32, "steps": "1,5,10", "repeats": 9, 
                     "art": True}
 # benchmarks/vs_pytorch.py's options; threads=0: each library's default threads. One pinned
 # core each (threads=1) is the fair comparison on a machine that other jobs load (README).
-VS_PYTORCH_DEFAULTS = {"k": 64, "steps": 2, "batch": 32, "repeats": 3, "threads": 1,
+VS_PYTORCH_DEFAULTS = {"k": 64, "steps": 2, "batch": 32, "repeats": 5, "threads": 1,
                        "quick": False}
 
 
