@@ -6,8 +6,8 @@ the facts for meta.json. Importing this module imports nothing heavy (readme_syn
 command's argument checks use NAMES).
 
 Every producer applies `Options.overrides` ("key=value", --set) to every run it makes: config
-keys for the producers that train (main, comparison, adversarial, generalisation,
-pep_ablations), the producer's own settings for the others (`settings` below checks them).
+keys for the producers that train (main, new_clients and the comparisons), the producer's own
+settings for the others (dp, the benchmarks, vitb16_memory: `settings` below checks them).
 """
 
 from __future__ import annotations
