@@ -130,6 +130,16 @@ def step_rounds(workdir: str) -> list[int]:
                  if n.isdigit() and os.path.isdir(os.path.join(directory, n))), reverse=True)
 
 
+def newest_intact_at(workdir: str, round_index: int) -> bool:
+  """True when the newest step folder is round `round_index` and intact (no checkpoint at all:
+  only for round 0, a run that trained nothing)."""
+  rounds = step_rounds(workdir)
+  if not rounds:
+    return round_index == 0
+  return rounds[0] == round_index and inspect_step(
+      os.path.join(workdir, CKPT_DIR, str(rounds[0]))) is None
+
+
 def _damage_summary(damaged: list[tuple[int, str]]) -> str:
   return ", ".join(f"round {r} ({why})" for r, why in damaged)
 

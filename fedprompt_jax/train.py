@@ -472,14 +472,16 @@ def train_and_evaluate(c: ml_collections.ConfigDict, workdir: str,
   config_lib.validate(c)
   workdir_lib.check_writable(workdir)
   workdir_lib.check_same_config(c, workdir, defaults)
-  # One process only: hosts that do not share the workdir must all take the same path.
+  checkpoint.check_not_all_damaged(workdir)
+  # One process only: hosts that do not share the workdir must all take the same path. A damaged
+  # newest checkpoint is repaired by the real path (it resumes from the newest intact one).
   done = workdir_lib.finished_records(c, workdir, defaults) if jax.process_count() == 1 else None
-  if done is not None:  # nothing left to run: no model, data or compile for it
+  if done is not None and checkpoint.newest_intact_at(workdir, done[-1]["round"]):
+    # Nothing left to run: no model, data or compile for it.
     print(f"{workdir}: finished with this config (summary.txt is that of metrics.jsonl); "
           "nothing to run", flush=True)
     print(metrics_lib.summary_table(done), flush=True)
     return done
-  checkpoint.check_not_all_damaged(workdir)
   run = Run(c, workdir)
   run_plan.check(run, baseline)
   run_files.write_run_files(c, run.partition, run.source, workdir)

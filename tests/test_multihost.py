@@ -16,6 +16,7 @@ ARGS = [sys.executable, os.path.join(REPO, "launch", "run.py"),
         f"--config={os.path.join(REPO, 'configs', 'fedvpt.py')}",
         f"--config.clip.checkpoint={fixture_dir('clip_tiny_a')}",
         "--config.eval.check_zero_shot=False", "--config.fed.rounds=3", "--config.eval.every=1",
+        "--config.data.domains=('tinted_photo',)",  # one domain: 96 training, 48 test images
         "--config.data.train_per_class_domain=2", "--config.data.test_per_class_domain=1",
         "--config.fed.num_clients=12", "--config.fed.clients_per_round=5",
         "--config.fed.local_steps=2", "--config.fed.batch_size=8", "--config.method.depth=2",
