@@ -144,6 +144,16 @@ def read_config_json(workdir: str) -> dict[str, Any] | None:
   return _flatten(saved)
 
 
+def _known_defaults(defaults: ml_collections.ConfigDict | None) -> dict[str, Any]:
+  """{dotted key: value} of `config.default_config()` updated by the config file's `defaults`:
+  what a key absent from an older config.json is taken to have been."""
+  from fedprompt_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  known = config_values(config_lib.default_config())
+  if defaults is not None:
+    known.update(config_values(defaults))
+  return known
+
+
 def check_same_config(c: ml_collections.ConfigDict, workdir: str,
                       defaults: ml_collections.ConfigDict | None = None) -> None:
   """Raises WorkdirError if `workdir` holds results of another config (or of an unknown one).
@@ -162,11 +172,7 @@ def check_same_config(c: ml_collections.ConfigDict, workdir: str,
           f"workdir {workdir!r} holds run outputs (metrics.jsonl or ckpt/) but no {CONFIG_FILE}: "
           "the config that made them is unknown; restore it, or give another --workdir")
     return
-  from fedprompt_jax import config as config_lib  # pylint: disable=g-import-not-at-top
-  known = config_values(config_lib.default_config())
-  if defaults is not None:
-    known.update(config_values(defaults))
-  changed = changed_keys(old, config_values(c), known)
+  changed = changed_keys(old, config_values(c), _known_defaults(defaults))
   if changed:
     shown = ", ".join(changed[:_MAX_SHOWN])
     more = f" and {len(changed) - _MAX_SHOWN} more" if len(changed) > _MAX_SHOWN else ""
@@ -190,16 +196,13 @@ def finished_records(c: ml_collections.ConfigDict, workdir: str,
   older config.json lacks counts as equal when `c` holds its default (as `check_same_config`).
   Then `train.train_and_evaluate` has nothing to do, and skips building the run.
   """
-  from fedprompt_jax import config as config_lib  # pylint: disable=g-import-not-at-top
   from fedprompt_jax import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
   summary_path = os.path.join(workdir, SUMMARY_FILE)
   if not (os.path.exists(summary_path) and os.path.exists(os.path.join(workdir, CONFIG_FILE))
           and os.path.exists(os.path.join(workdir, metrics_lib.METRICS_FILE))):
     return None
   old = read_config_json(workdir)
-  known = config_values(config_lib.default_config())
-  if defaults is not None:
-    known.update(config_values(defaults))
+  known = _known_defaults(defaults)
   for key, value in config_values(c).items():
     before = old.get(key, _ABSENT)
     if before != value and not (before is _ABSENT and known.get(key, _ABSENT) == value):

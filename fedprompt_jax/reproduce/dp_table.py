@@ -62,9 +62,9 @@ def produce(options: Options) -> Produced:
   finals, facts, hashes = {}, {}, {}
   for m in methods:
     for e in epsilons:
+      # z depends on the federation, rounds and budget, not on the seed: calibrated once.
+      noise = sweep.noise_for(sweep.run_config(m, 0, s["rounds"], e, 0.0, []), e)
       for seed in options.seeds:
-        c = sweep.run_config(m, int(seed), s["rounds"], e, 0.0, [])
-        noise = sweep.noise_for(c, e)
         c = sweep.run_config(m, int(seed), s["rounds"], e, noise, [])
         run_dir = os.path.join(options.workdir, m, f"eps_{e}_seed_{seed}")
         finals[(m, e, seed)] = train.train_and_evaluate(c, run_dir)[-1]
